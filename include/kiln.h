@@ -1,0 +1,148 @@
+/* kiln: LLM inference in C. The public API for offline use (the CLI is built on it).
+ * No global state: every call works on handles the caller owns. Not installed: other headers. */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The only place a status is defined: code, value, message. */
+#define KILN_STATUS_LIST(X)                                                                        \
+    X(KILN_OK, 0, "ok")                                                                            \
+    X(KILN_ENOMEM, -1, "out of memory")                                                            \
+    X(KILN_EFORMAT, -2, "malformed input")                                                         \
+    X(KILN_ERANGE, -3, "value out of range")                                                       \
+    X(KILN_EUNSUPP, -4, "not supported")                                                           \
+    X(KILN_EIO, -5, "input/output error")                                                          \
+    X(KILN_EINVAL, -6, "invalid argument")                                                         \
+    X(KILN_ECANCELED, -7, "canceled")
+
+typedef enum {
+#define KILN_X_ENUM(name, value, msg) name = value,
+    KILN_STATUS_LIST(KILN_X_ENUM)
+#undef KILN_X_ENUM
+} kiln_status;
+
+/* Detail for a failed call, owned by the caller; names the file, key or field. */
+struct kiln_err {
+    char msg[256];
+};
+
+const char *kiln_status_str(kiln_status st);
+
+/* ---- models ---------------------------------------------------------------------------- */
+
+typedef struct kiln_model kiln_model; /* weights + vocabulary; read-only after open */
+
+struct kiln_model_params {
+    int n_threads; /* 0: one per online core */
+};
+
+/* Opens a GGUF model file: maps it, validates every field, binds the weights.
+ * Fails with KILN_EFORMAT / KILN_EUNSUPP / KILN_EIO and a message naming the file and field.
+ * params may be NULL. The model owns its thread pool; free it with kiln_model_free. */
+kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
+                            kiln_model **out, struct kiln_err *err);
+void kiln_model_free(kiln_model *model);
+
+int32_t kiln_model_n_vocab(const kiln_model *model);
+int32_t kiln_model_n_ctx_train(const kiln_model *model);
+int32_t kiln_model_bos(const kiln_model *model);      /* -1 when the model has none */
+bool kiln_model_is_eog(const kiln_model *model, int32_t token); /* end of generation */
+/* The model's Jinja chat template (tokenizer.chat_template), or NULL. */
+const char *kiln_model_chat_template(const kiln_model *model);
+/* A short description ("llama 135M Q4_1"), for logs. */
+const char *kiln_model_desc(const kiln_model *model);
+
+/* ---- tokens ---------------------------------------------------------------------------- */
+
+/* Tokenizes len bytes of text. add_special adds BOS/EOS as the model's metadata says;
+ * parse_special turns special-token text (e.g. "<|im_start|>") into its id.
+ * Writes up to cap ids and the total count to *n_out; KILN_ERANGE when cap is too small
+ * (*n_out then holds the count needed). Any thread. */
+kiln_status kiln_tokenize(const kiln_model *model, const char *text, size_t len, bool add_special,
+                          bool parse_special, int32_t *ids, size_t cap, size_t *n_out);
+
+/* Writes the bytes of one token (special tokens rendered only when render_special).
+ * Returns the byte count, or -needed when cap is too small. */
+int kiln_token_to_piece(const kiln_model *model, int32_t token, bool render_special, char *buf,
+                        size_t cap);
+
+/* ---- evaluation ------------------------------------------------------------------------ */
+
+typedef struct kiln_context kiln_context; /* one sequence: its KV cache and scratch */
+
+/* Creates a context for sequences of up to n_ctx tokens (0: the model's training length,
+ * capped at 4096). One thread at a time per context. */
+kiln_status kiln_context_new(kiln_model *model, int32_t n_ctx, kiln_context **out,
+                             struct kiln_err *err);
+void kiln_context_free(kiln_context *ctx);
+/* Forgets every token evaluated so far. */
+void kiln_context_reset(kiln_context *ctx);
+int32_t kiln_context_n_past(const kiln_context *ctx);
+
+/* Appends n tokens to the sequence and runs the model over them. logits receives
+ * [n][n_vocab] floats when all_logits, else [n_vocab] for the last token; may be NULL.
+ * KILN_ERANGE when the context would overflow; KILN_EINVAL for an id outside the vocabulary. */
+kiln_status kiln_eval(kiln_context *ctx, const int32_t *tokens, size_t n, bool all_logits,
+                      float *logits, struct kiln_err *err);
+
+/* ---- generation ------------------------------------------------------------------------ */
+
+struct kiln_logit_bias {
+    int32_t token;
+    float bias;
+};
+
+struct kiln_sampling {
+    float temperature;       /* 0: greedy */
+    int32_t top_k;           /* 0: off */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off */
+    float repetition_penalty; /* 1: off; divides positive logits of seen tokens */
+    float presence_penalty;  /* 0: off */
+    float frequency_penalty; /* 0: off */
+    int32_t penalty_last_n;  /* window for the penalties; -1: the whole sequence */
+    uint64_t seed;
+    const struct kiln_logit_bias *logit_bias;
+    size_t n_logit_bias;
+};
+
+/* Sampling that changes nothing: temperature 1, every filter off, seed 0. */
+struct kiln_sampling kiln_sampling_default(void);
+
+struct kiln_generate_params {
+    struct kiln_sampling sampling;
+    int32_t max_tokens;      /* < 0: until the context is full */
+    const char *const *stop; /* stop strings; generation ends before their first byte */
+    size_t n_stop;
+    bool ignore_eos;
+};
+
+enum kiln_finish { KILN_FINISH_STOP, KILN_FINISH_LENGTH, KILN_FINISH_CANCELED };
+
+struct kiln_generate_result {
+    enum kiln_finish finish;
+    int32_t n_prompt;
+    int32_t n_generated;
+};
+
+/* Called with each piece of new text as soon as it is complete UTF-8 and cannot be the
+ * start of a stop string; token is the id that completed it. Return false to stop. */
+typedef bool (*kiln_text_cb)(void *user, int32_t token, const char *text, size_t len);
+
+/* Resets ctx, evaluates the prompt and generates with the given sampling, streaming text
+ * through cb (may be NULL). Fails like kiln_eval. */
+kiln_status kiln_generate(kiln_context *ctx, const int32_t *prompt, size_t n_prompt,
+                          const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
+                          struct kiln_generate_result *result, struct kiln_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,95 @@
+/* Picks the dot kernel per weight type for this CPU, and encodes activations.
+ * Contract: src/kernels/cpu/dot.h. */
+#include "kernels/cpu/dot.h"
+
+#include "tensor/quant.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum act_type act_for(enum dtype t)
+{
+    switch (t) {
+    case DTYPE_Q4_0: case DTYPE_Q4_1: case DTYPE_Q5_0: case DTYPE_Q5_1: case DTYPE_Q8_0:
+        return ACT_Q8A;
+    case DTYPE_Q2_K: case DTYPE_Q3_K: case DTYPE_Q4_K: case DTYPE_Q5_K: case DTYPE_Q6_K:
+        return ACT_Q8K;
+    default:
+        return ACT_F32;
+    }
+}
+
+enum cpu_isa cpu_best_isa(void)
+{
+    static enum cpu_isa best = (enum cpu_isa)-1;
+    if ((int)best >= 0) return best;
+    enum cpu_isa isa = ISA_REF;
+    const char *force = getenv("KILN_ISA"); /* "ref" or "avx2" caps the choice, for tests */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        isa = ISA_AVX2;
+    if (isa == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        isa = ISA_AVX512;
+    if (force && strcmp(force, "ref") == 0) isa = ISA_REF;
+    if (force && strcmp(force, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
+    best = isa;
+    return best;
+}
+
+const char *cpu_isa_name(enum cpu_isa isa)
+{
+    static const char *const names[] = {"scalar", "avx2", "avx512"};
+    return names[isa];
+}
+
+/* kernels[isa][type], resolved once: each ISA falls back to the one below it. */
+static struct dot_kernel kernels[3][DTYPE_COUNT];
+static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
+
+static void resolve_kernels(void)
+{
+    const dot_fn *tables[3] = {dot_table_ref, dot_table_avx2, dot_table_avx512};
+    for (int t = 0; t < DTYPE_COUNT; t++) {
+        dot_fn fn = NULL;
+        for (int isa = 0; isa < 3; isa++) {
+            if (tables[isa][t]) fn = tables[isa][t];
+            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn};
+        }
+    }
+}
+
+const struct dot_kernel *dot_kernel_at(enum dtype t, enum cpu_isa isa)
+{
+    pthread_once(&kernels_once, resolve_kernels);
+    if ((unsigned)t >= DTYPE_COUNT || !kernels[isa][t].dot) return NULL;
+    return &kernels[isa][t];
+}
+
+const struct dot_kernel *dot_kernel_for(enum dtype t)
+{
+    return dot_kernel_at(t, cpu_best_isa());
+}
+
+size_t act_row_bytes(enum act_type act, int64_t n)
+{
+    switch (act) {
+    case ACT_Q8A: return (size_t)(n / QK) * sizeof(struct block_q8a);
+    case ACT_Q8K: return (size_t)(n / QK_K) * sizeof(struct block_q8_k);
+    default: return (size_t)n * sizeof(float);
+    }
+}
+
+void act_encode(enum act_type act, void *dst, const float *x, int64_t n)
+{
+    switch (act) {
+    case ACT_Q8A: quantize_row_q8a(dst, x, n); break;
+    case ACT_Q8K: quantize_row_q8_k(dst, x, n); break;
+    default: memcpy(dst, x, (size_t)n * sizeof(float)); break;
+    }
+}
+
+const dot_fn dot_table_avx512[DTYPE_COUNT] = {0};

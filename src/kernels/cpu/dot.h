@@ -1,0 +1,46 @@
+/* Dot products of one weight row (any readable type) with one activation row, and the
+ * table that picks the fastest implementation for this CPU once at start-up.
+ * Contract for src/kernels/cpu/dot.c, dot_ref.c, dot_avx2.c. Pure functions; any thread. */
+#ifndef KILN_KERNELS_CPU_DOT_H
+#define KILN_KERNELS_CPU_DOT_H
+
+#include "tensor/dtype.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* How activations are encoded for a weight type's dot product. */
+enum act_type {
+    ACT_F32, /* plain floats (F32, F16, BF16 weights) */
+    ACT_Q8A, /* struct block_q8a per 32 (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 weights) */
+    ACT_Q8K, /* struct block_q8_k per 256 (K-quant weights) */
+};
+
+/* w: one row of n weights; a: the same n activations encoded as act. */
+typedef float (*dot_fn)(const void *w, const void *a, int64_t n);
+
+struct dot_kernel {
+    enum act_type act;
+    dot_fn dot;
+};
+
+enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
+
+/* The kernel for weight type t at the best ISA this CPU has (or at most max_isa, for tests),
+ * or NULL for a type with no dot product. */
+const struct dot_kernel *dot_kernel_for(enum dtype t);
+const struct dot_kernel *dot_kernel_at(enum dtype t, enum cpu_isa isa);
+enum cpu_isa cpu_best_isa(void);
+const char *cpu_isa_name(enum cpu_isa isa);
+
+/* Bytes of n activations encoded as act (n a multiple of its block). */
+size_t act_row_bytes(enum act_type act, int64_t n);
+/* Encodes n floats as act into dst (act_row_bytes bytes). */
+void act_encode(enum act_type act, void *dst, const float *x, int64_t n);
+
+/* The per-ISA tables, filled with designated initializers; NULL entries fall back. */
+extern const dot_fn dot_table_ref[DTYPE_COUNT];
+extern const dot_fn dot_table_avx2[DTYPE_COUNT];
+extern const dot_fn dot_table_avx512[DTYPE_COUNT];
+
+#endif

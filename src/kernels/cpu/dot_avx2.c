@@ -1,0 +1,275 @@
+/* AVX2 + FMA + F16C dot products for the common weight types; others fall back to scalar.
+ * Tested against dot_ref.c. Contract: src/kernels/cpu/dot.h. */
+#include "kernels/cpu/dot.h"
+#include "tensor/blocks.h"
+
+#include <immintrin.h>
+
+void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Sum of products of 32 signed bytes, as 8 int32 lanes. */
+static inline __m256i dot_i8(__m256i x, __m256i y)
+{
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/* Sum of products of 32 unsigned bytes x with signed bytes y, as 8 int32 lanes. */
+static inline __m256i dot_u8i8(__m256i x, __m256i y)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+/* The 32 nibbles of a 32-element block: low nibbles are elements 0..15, high 16..31. */
+static inline __m256i nibbles(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+/* 0x10 in byte j where bit j of the 32-bit qh is set, else 0. */
+static inline __m256i high_bits(const uint8_t *qh)
+{
+    uint32_t x;
+    memcpy(&x, qh, 4);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                             0x0101010101010101, 0x0000000000000000);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static float dot_f32(const void *w, const void *a, int64_t n)
+{
+    const float *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static float dot_f16(const void *w, const void *a, int64_t n)
+{
+    const f16_t *x = w;
+    const float *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8)));
+        acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += f16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static float dot_bf16(const void *w, const void *a, int64_t n)
+{
+    const bf16_t *x = w;
+    const float *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+        acc = _mm256_fmadd_ps(xf, _mm256_loadu_ps(y + i), acc);
+    }
+    float s = hsum_ps(acc);
+    for (; i < n; i++) s += bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static float dot_q8_0(const void *w, const void *a, int64_t n)
+{
+    const struct block_q8_0 *x = w;
+    const struct block_q8a *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+static float dot_q4_0(const void *w, const void *a, int64_t n)
+{
+    const struct block_q4_0 *x = w;
+    const struct block_q8a *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+static float dot_q4_1(const void *w, const void *a, int64_t n)
+{
+    const struct block_q4_1 *x = w;
+    const struct block_q8a *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0;
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8i8(nibbles(x[i].qs), qy)), acc);
+        offs += f16_to_f32(x[i].m) * y[i].sd;
+    }
+    return hsum_ps(acc) + offs;
+}
+
+static float dot_q5_0(const void *w, const void *a, int64_t n)
+{
+    const struct block_q5_0 *x = w;
+    const struct block_q8a *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i q = _mm256_or_si256(nibbles(x[i].qs), high_bits(x[i].qh));
+        __m256i qx = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+static float dot_q5_1(const void *w, const void *a, int64_t n)
+{
+    const struct block_q5_1 *x = w;
+    const struct block_q8a *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0;
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i q = _mm256_or_si256(nibbles(x[i].qs), high_bits(x[i].qh));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8i8(q, qy)), acc);
+        offs += f16_to_f32(x[i].m) * y[i].sd;
+    }
+    return hsum_ps(acc) + offs;
+}
+
+/* Q4_K and Q5_K share the scale layout; qh is NULL for Q4_K. */
+static inline float dot_q45_k_block(f16_t dw, f16_t dminw, const uint8_t *scales,
+                                    const uint8_t *qs, const uint8_t *qh,
+                                    const struct block_q8_k *y)
+{
+    __m256i sumi = _mm256_setzero_si256();
+    int summ = 0;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        uint8_t sc0, m0, sc1, m1;
+        k4_scale_min(2 * j, scales, &sc0, &m0);
+        k4_scale_min(2 * j + 1, scales, &sc1, &m1);
+        summ += m0 * (y->bsums[4 * j] + y->bsums[4 * j + 1]) +
+                m1 * (y->bsums[4 * j + 2] + y->bsums[4 * j + 3]);
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        __m256i lo = _mm256_and_si256(q, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (qh) {
+            __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), _mm256_set1_epi8(1));
+            __m256i b1 =
+                _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), _mm256_set1_epi8(1));
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+        }
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j));
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j + 32));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc0));
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc1));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+    }
+    __m256 s = _mm256_mul_ps(_mm256_set1_ps(f16_to_f32(dw) * y->d), _mm256_cvtepi32_ps(sumi));
+    return hsum_ps(s) - f16_to_f32(dminw) * y->d * (float)summ;
+}
+
+static float dot_q4_k(const void *w, const void *a, int64_t n)
+{
+    const struct block_q4_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        s += dot_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
+    return s;
+}
+
+static float dot_q5_k(const void *w, const void *a, int64_t n)
+{
+    const struct block_q5_k *x = w;
+    const struct block_q8_k *y = a;
+    float s = 0;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        s += dot_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
+    return s;
+}
+
+static float dot_q6_k(const void *w, const void *a, int64_t n)
+{
+    const struct block_q6_k *x = w;
+    const struct block_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = x[i].ql + 64 * half, *qh = x[i].qh + 32 * half;
+            const int8_t *sc = x[i].scales + 8 * half;
+            const int8_t *ya = y[i].qs + 128 * half;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(h, m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4)),
+            };
+            for (int k = 0; k < 4; k++) {
+                __m256i yy = _mm256_loadu_si256((const __m256i *)(ya + 32 * k));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], yy),
+                                             _mm256_maddubs_epi16(k32, yy));
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+                                                  _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales));
+            }
+        }
+        __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d) * y[i].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+const dot_fn dot_table_avx2[DTYPE_COUNT] = {
+    [DTYPE_F32] = dot_f32,   [DTYPE_F16] = dot_f16,   [DTYPE_BF16] = dot_bf16,
+    [DTYPE_Q4_0] = dot_q4_0, [DTYPE_Q4_1] = dot_q4_1, [DTYPE_Q5_0] = dot_q5_0,
+    [DTYPE_Q5_1] = dot_q5_1, [DTYPE_Q8_0] = dot_q8_0, [DTYPE_Q4_K] = dot_q4_k,
+    [DTYPE_Q5_K] = dot_q5_k, [DTYPE_Q6_K] = dot_q6_k,
+};

@@ -1,0 +1,26 @@
+/* Reference (scalar) dequantization of every readable type, and quantization of
+ * activations (and of weights, for `kiln quantize`). Pure functions; any thread.
+ * Contract for src/tensor/dequant.c and src/tensor/quantize.c. */
+#ifndef KILN_TENSOR_QUANT_H
+#define KILN_TENSOR_QUANT_H
+
+#include "tensor/blocks.h"
+#include "tensor/dtype.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Writes n floats decoded from x of type t (n a multiple of t's block size).
+ * Returns false for a type that has no dequantization (integer types). */
+bool dequantize_row(enum dtype t, float *y, const void *x, int64_t n);
+
+/* Activations for the 32-element types: [n/32] block_q8a. */
+void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n);
+/* Activations for the K-quants: [n/256] block_q8_k. */
+void quantize_row_q8_k(struct block_q8_k *y, const float *x, int64_t n);
+
+/* Weight quantizers (GGUF layouts), for `kiln quantize`; n a multiple of the block size.
+ * Returns false for a type kiln cannot write. */
+bool quantize_row(enum dtype t, void *y, const float *x, int64_t n);
+
+#endif

@@ -1,0 +1,87 @@
+/* Scalar quantization: activations for the integer dot products, and weights for
+ * `kiln quantize`. Contract: src/tensor/quant.h. */
+#include "tensor/quant.h"
+
+#include <math.h>
+
+void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK; i++, x += QK) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            int q = (int)lrintf(x[j] * id);
+            y[i].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[i].d = d;
+        y[i].sd = d * (float)sum;
+    }
+}
+
+void quantize_row_q8_k(struct block_q8_k *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float amax = 0;
+        for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)lrintf(x[j] * id);
+        for (int g = 0; g < QK_K / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += y[i].qs[g * 16 + j];
+            y[i].bsums[g] = (int16_t)s;
+        }
+        y[i].d = d;
+    }
+}
+
+static void quantize_q8_0(struct block_q8_0 *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK; i++, x += QK) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_f16(d);
+        for (int j = 0; j < QK; j++) y[i].qs[j] = (int8_t)lrintf(x[j] * id);
+    }
+}
+
+static void quantize_q4_0(struct block_q4_0 *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK; i++, x += QK) {
+        /* The value of largest magnitude maps to -8, as llama.cpp does, so it is exact. */
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_f16(d);
+        for (int j = 0; j < QK / 2; j++) {
+            int a = (int)fminf(15.0f, floorf(x[j] * id + 8.5f));
+            int b = (int)fminf(15.0f, floorf(x[j + QK / 2] * id + 8.5f));
+            a = a < 0 ? 0 : a;
+            b = b < 0 ? 0 : b;
+            y[i].qs[j] = (uint8_t)(a | (b << 4));
+        }
+    }
+}
+
+bool quantize_row(enum dtype t, void *y, const float *x, int64_t n)
+{
+    switch (t) {
+    case DTYPE_F32: memcpy(y, x, (size_t)n * 4); return true;
+    case DTYPE_F16:
+        for (int64_t i = 0; i < n; i++) ((f16_t *)y)[i] = f32_to_f16(x[i]);
+        return true;
+    case DTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) ((bf16_t *)y)[i] = f32_to_bf16(x[i]);
+        return true;
+    case DTYPE_Q8_0: quantize_q8_0(y, x, n); return true;
+    case DTYPE_Q4_0: quantize_q4_0(y, x, n); return true;
+    default: return false;
+    }
+}

@@ -1,0 +1,163 @@
+/* Tests for dequantization and dot kernels: the scalar dot agrees with dequantize-then-
+ * multiply, and every SIMD kernel agrees with the scalar one, on random blocks and sizes. */
+#include "check.h"
+#include "kernels/cpu/dot.h"
+#include "tensor/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next_u32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float next_f(void)
+{
+    return (float)next_u32() / 2147483648.0f - 1.0f;
+}
+
+/* Offsets of the f16 scale fields in each block, so random bytes get sane scales. */
+struct scale_fields {
+    int offsets[2];
+    int count;
+};
+static struct scale_fields scale_fields_of(enum dtype t)
+{
+    switch (t) {
+    case DTYPE_Q4_0: case DTYPE_Q5_0: case DTYPE_Q8_0: return (struct scale_fields){{0}, 1};
+    case DTYPE_Q4_1: case DTYPE_Q5_1: case DTYPE_Q4_K: case DTYPE_Q5_K:
+        return (struct scale_fields){{0, 2}, 2};
+    case DTYPE_Q2_K: return (struct scale_fields){{80, 82}, 2};
+    case DTYPE_Q3_K: return (struct scale_fields){{108}, 1};
+    case DTYPE_Q6_K: return (struct scale_fields){{208}, 1};
+    default: return (struct scale_fields){{0}, 0};
+    }
+}
+
+static void random_row(enum dtype t, uint8_t *w, int64_t n)
+{
+    const struct dtype_info *info = dtype_get(t);
+    int64_t nb = n / info->block_elems;
+    if (t == DTYPE_F32) {
+        for (int64_t i = 0; i < n; i++) ((float *)w)[i] = next_f();
+        return;
+    }
+    if (t == DTYPE_F16 || t == DTYPE_BF16) {
+        for (int64_t i = 0; i < n; i++)
+            ((uint16_t *)w)[i] = t == DTYPE_F16 ? f32_to_f16(next_f()) : f32_to_bf16(next_f());
+        return;
+    }
+    for (int64_t i = 0; i < nb * info->block_bytes; i++) w[i] = (uint8_t)next_u32();
+    struct scale_fields sf = scale_fields_of(t);
+    for (int64_t b = 0; b < nb; b++)
+        for (int k = 0; k < sf.count; k++) {
+            f16_t d = f32_to_f16(0.01f + 0.02f * (next_f() + 1));
+            memcpy(w + b * info->block_bytes + sf.offsets[k], &d, 2);
+        }
+}
+
+/* Decodes encoded activations back to floats, so the reference sum uses the same inputs. */
+static void act_decode(enum act_type act, float *x, const void *a, int64_t n)
+{
+    if (act == ACT_F32) {
+        memcpy(x, a, (size_t)n * 4);
+    } else if (act == ACT_Q8A) {
+        const struct block_q8a *b = a;
+        for (int64_t i = 0; i < n; i++) x[i] = b[i / QK].d * b[i / QK].qs[i % QK];
+    } else {
+        dequantize_row(DTYPE_Q8_K, x, a, n);
+    }
+}
+
+static const enum dtype weight_types[] = {
+    DTYPE_F32,  DTYPE_F16,  DTYPE_BF16, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1,
+    DTYPE_Q8_0, DTYPE_Q2_K, DTYPE_Q3_K, DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K,
+};
+
+static void test_dot_ref_matches_dequantized_sum(void)
+{
+    static uint8_t w[4096 * 4];
+    static float wf[4096], x[4096], xq[4096];
+    static uint8_t a[4096 * 4];
+    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+        enum dtype t = weight_types[k];
+        const struct dot_kernel *ref = dot_kernel_at(t, ISA_REF);
+        CHECK(ref, "no reference kernel for %s", dtype_get(t)->name);
+        for (int64_t n = 256; n <= 4096; n *= 4) {
+            random_row(t, w, n);
+            for (int64_t i = 0; i < n; i++) x[i] = next_f();
+            act_encode(ref->act, a, x, n);
+            act_decode(ref->act, xq, a, n);
+            CHECK(dequantize_row(t, wf, w, n), "dequantize %s", dtype_get(t)->name);
+            double expect = 0, mag = 0;
+            for (int64_t i = 0; i < n; i++) {
+                expect += (double)wf[i] * xq[i];
+                mag += fabs((double)wf[i] * xq[i]);
+            }
+            float got = ref->dot(w, a, n);
+            CHECK(fabs(got - expect) <= 1e-4 * mag + 1e-6, "%s n=%lld: dot %g, dequantized %g",
+                  dtype_get(t)->name, (long long)n, got, expect);
+        }
+    }
+}
+
+static void test_simd_dots_match_reference(void)
+{
+    static uint8_t w[8192 * 4], a[8192 * 4];
+    static float x[8192];
+    for (enum cpu_isa isa = ISA_AVX2; isa <= cpu_best_isa(); isa++) {
+        for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+            enum dtype t = weight_types[k];
+            const struct dot_kernel *ref = dot_kernel_at(t, ISA_REF);
+            const struct dot_kernel *simd = dot_kernel_at(t, isa);
+            CHECK(simd && simd->act == ref->act, "%s: kernel missing", dtype_get(t)->name);
+            int64_t sizes[] = {256, 512, 768, 2816, 8192};
+            for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+                int64_t n = sizes[s];
+                random_row(t, w, n);
+                for (int64_t i = 0; i < n; i++) x[i] = next_f() * (i % 7 == 0 ? 20.f : 1.f);
+                act_encode(ref->act, a, x, n);
+                float r = ref->dot(w, a, n), v = simd->dot(w, a, n);
+                CHECK(fabsf(r - v) <= 1e-4f * (fabsf(r) + (float)n * 0.01f), "%s %s n=%lld: %g vs %g",
+                      cpu_isa_name(isa), dtype_get(t)->name, (long long)n, v, r);
+            }
+        }
+    }
+}
+
+static void test_f16_conversion_roundtrips(void)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* nan */
+        float f = f16_to_f32((f16_t)h);
+        CHECK(f32_to_f16(f) == h, "half %#x -> %g -> %#x", h, f, f32_to_f16(f));
+    }
+    CHECK(f32_to_f16(65520.0f) == 0x7c00, "overflow rounds to inf");
+    CHECK(f32_to_f16(1.0f + 1.0f / 4096) == 0x3c00, "ties to even");
+    CHECK(bf16_to_f32(f32_to_bf16(1.5f)) == 1.5f, "bf16 roundtrip");
+}
+
+static void test_q8_0_quantize_roundtrip_is_close(void)
+{
+    float x[256], y[256];
+    struct block_q8_0 q[8];
+    for (int i = 0; i < 256; i++) x[i] = next_f();
+    CHECK(quantize_row(DTYPE_Q8_0, q, x, 256), "quantize");
+    dequantize_row(DTYPE_Q8_0, y, q, 256);
+    for (int i = 0; i < 256; i++) CHECK(fabsf(x[i] - y[i]) < 0.005f, "element %d", i);
+}
+
+int main(void)
+{
+    RUN(test_f16_conversion_roundtrips);
+    RUN(test_dot_ref_matches_dequantized_sum);
+    RUN(test_simd_dots_match_reference);
+    RUN(test_q8_0_quantize_roundtrip_is_close);
+    printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));
+    return check_summary();
+}
