@@ -1,4 +1,167 @@
-/* kiln command line: dispatches to the subcommands.
+/* kiln command line: parses options and dispatches to the subcommands.
  * Contract: src/cli/cli.h. */
+#include "cli.h"
+
+#include "base/log.h"
+
+#include <errno.h>
 #include <stdio.h>
-int main(void) { return 0; }
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: kiln COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  generate  --model-path M --prompt P [-n N] [sampling]   stream a continuation\n"
+    "  chat      --model-path M                                 interactive chat\n"
+    "  info      MODEL.gguf                                     metadata and tensor table\n"
+    "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
+    "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
+    "\n"
+    "options:\n"
+    "  -m, --model-path PATH   GGUF model file\n"
+    "  -p, --prompt TEXT       prompt text\n"
+    "  -n, --n-predict N       tokens to generate (default 128; -1: until the context is full)\n"
+    "  -t, --threads N         worker threads (default: all cores)\n"
+    "  -c, --ctx-size N        context length (default: the model's, at most 4096)\n"
+    "  --temperature F --top-k N --top-p F --min-p F --seed N\n"
+    "  --repeat-penalty F --presence-penalty F --frequency-penalty F --repeat-last-n N\n"
+    "  --stop TEXT             stop string (repeatable)\n"
+    "  --ignore-eos            keep generating past end-of-generation tokens\n"
+    "  --log-level LEVEL       debug, info, warn, error (default warn; also KILN_LOG_LEVEL)\n";
+
+static bool parse_int(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < -2147483647L || v > 2147483647L) return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || end == s) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse(struct cli_opts *o, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true, takes = true;
+        int seed = 0;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model-path") || !strcmp(a, "--model"))
+            o->model_path = val;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            o->prompt = val;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict") || !strcmp(a, "--max-tokens"))
+            ok = val && parse_int(val, &o->n_predict);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = val && parse_int(val, &o->n_threads) && o->n_threads >= 0;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+            ok = val && parse_int(val, &o->n_ctx) && o->n_ctx >= 0;
+        else if (!strcmp(a, "--temperature") || !strcmp(a, "--temp"))
+            ok = val && parse_float(val, &o->sampling.temperature);
+        else if (!strcmp(a, "--top-k"))
+            ok = val && parse_int(val, o->top_k_logits >= 0 ? &o->top_k_logits : &o->sampling.top_k);
+        else if (!strcmp(a, "--top-p"))
+            ok = val && parse_float(val, &o->sampling.top_p);
+        else if (!strcmp(a, "--min-p"))
+            ok = val && parse_float(val, &o->sampling.min_p);
+        else if (!strcmp(a, "--repeat-penalty"))
+            ok = val && parse_float(val, &o->sampling.repetition_penalty);
+        else if (!strcmp(a, "--presence-penalty"))
+            ok = val && parse_float(val, &o->sampling.presence_penalty);
+        else if (!strcmp(a, "--frequency-penalty"))
+            ok = val && parse_float(val, &o->sampling.frequency_penalty);
+        else if (!strcmp(a, "--repeat-last-n"))
+            ok = val && parse_int(val, &o->sampling.penalty_last_n);
+        else if (!strcmp(a, "--seed")) {
+            ok = val && parse_int(val, &seed);
+            o->sampling.seed = (uint64_t)(uint32_t)seed;
+        } else if (!strcmp(a, "--stop")) {
+            ok = val && o->n_stop < 16;
+            if (ok) o->stop[o->n_stop++] = val;
+        } else if (!strcmp(a, "--log-level"))
+            o->log_level = val;
+        else {
+            takes = false;
+            if (!strcmp(a, "--no-special"))
+                o->no_special = true;
+            else if (!strcmp(a, "--parse-special"))
+                o->parse_special = true;
+            else if (!strcmp(a, "--ignore-eos"))
+                o->ignore_eos = true;
+            else if (!strcmp(a, "--ids"))
+                o->show_ids = true;
+            else if (a[0] != '-' && o->n_positional < 4)
+                o->positional[o->n_positional++] = a;
+            else {
+                fprintf(stderr, "kiln: unknown option '%s' (see kiln --help)\n", a);
+                return false;
+            }
+        }
+        if (takes && (!val || !ok)) {
+            fprintf(stderr, "kiln: option %s needs a valid value\n", a);
+            return false;
+        }
+        i += takes;
+    }
+    if (o->log_level) {
+        int level = log_level_parse(o->log_level);
+        if (level < 0) {
+            fprintf(stderr, "kiln: unknown log level '%s'\n", o->log_level);
+            return false;
+        }
+        log_set_level((enum log_level)level);
+    }
+    return true;
+}
+
+kiln_model *cli_open_model(const struct cli_opts *o)
+{
+    if (!o->model_path) {
+        fprintf(stderr, "kiln: --model-path is required\n");
+        return NULL;
+    }
+    struct kiln_model_params params = {.n_threads = o->n_threads};
+    struct kiln_err err = {{0}};
+    kiln_model *m = NULL;
+    kiln_status st = kiln_model_open(o->model_path, &params, &m, &err);
+    if (st != KILN_OK) {
+        fprintf(stderr, "kiln: %s\n", err.msg[0] ? err.msg : kiln_status_str(st));
+        return NULL;
+    }
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *env_level = getenv("KILN_LOG_LEVEL");
+    if (env_level && log_level_parse(env_level) >= 0)
+        log_set_level((enum log_level)log_level_parse(env_level));
+    struct cli_opts o = {.n_predict = 128, .top_k_logits = -1, .sampling = kiln_sampling_default()};
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "logits")) o.top_k_logits = 10, o.n_predict = 16;
+    if (!cli_parse(&o, argc - 2, argv + 2)) return 2;
+    if (!strcmp(cmd, "info")) return cmd_info(&o);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&o);
+    if (!strcmp(cmd, "logits")) return cmd_logits(&o);
+    if (!strcmp(cmd, "generate")) return cmd_generate(&o);
+    if (!strcmp(cmd, "chat")) return cmd_chat(&o);
+    fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
+}

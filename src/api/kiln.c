@@ -1,0 +1,308 @@
+/* The public API: opens models, tokenizes, evaluates and generates.
+ * Contract: include/kiln.h. */
+#define _GNU_SOURCE /* memmem */
+#include "kiln.h"
+
+#include "base/log.h"
+#include "base/status.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CTX_CAP 4096
+#define BATCH_TOKENS 256
+
+struct kiln_model {
+    struct model m;
+    struct vocab vocab;
+    char *chat_template;
+};
+
+struct kiln_context {
+    kiln_model *model;
+    struct forward_state fs;
+    float *logits; /* [n_vocab] for generation */
+    int32_t *tokens; /* [n_ctx] the sequence so far */
+};
+
+kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
+                            kiln_model **out, struct kiln_err *err)
+{
+    struct gguf_file *g = NULL;
+    kiln_status st = gguf_open(path, &g, err);
+    if (st != KILN_OK) return st;
+    kiln_model *km = calloc(1, sizeof *km);
+    if (!km) {
+        gguf_close(g);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    }
+    if ((st = vocab_load(&km->vocab, g, err)) != KILN_OK) {
+        gguf_close(g);
+        free(km);
+        return st;
+    }
+    if ((st = model_load(&km->m, g, params ? params->n_threads : 0, err)) != KILN_OK) {
+        vocab_free(&km->vocab);
+        gguf_close(g);
+        free(km);
+        return st;
+    }
+    if (km->vocab.n < km->m.hp.n_vocab) {
+        /* The output layer may be padded past the vocabulary; the reverse is an error. */
+        log_debug("%s: %d embedding rows for %d tokens", path, km->m.hp.n_vocab, km->vocab.n);
+    } else if (km->vocab.n > km->m.hp.n_vocab) {
+        st = kiln_fail(err, KILN_EFORMAT, "%s: %d tokens but only %d embedding rows", path,
+                       km->vocab.n, km->m.hp.n_vocab);
+        kiln_model_free(km);
+        return st;
+    }
+    const struct gguf_value *tmpl = gguf_get(g, "tokenizer.chat_template");
+    if (tmpl && tmpl->type == GGUF_STRING) {
+        km->chat_template = malloc(tmpl->s.len + 1);
+        if (km->chat_template) {
+            memcpy(km->chat_template, tmpl->s.ptr, tmpl->s.len);
+            km->chat_template[tmpl->s.len] = 0;
+        }
+    }
+    log_info("loaded %s: %s, %d layers, vocabulary %d, %d threads, %s kernels", path, km->m.desc,
+             km->m.hp.n_layer, km->vocab.n, pool_size(km->m.pool),
+             cpu_isa_name(cpu_best_isa()));
+    *out = km;
+    return KILN_OK;
+}
+
+void kiln_model_free(kiln_model *km)
+{
+    if (!km) return;
+    vocab_free(&km->vocab);
+    model_unload(&km->m);
+    free(km->chat_template);
+    free(km);
+}
+
+int32_t kiln_model_n_vocab(const kiln_model *km)
+{
+    return km->m.hp.n_vocab;
+}
+
+int32_t kiln_model_n_ctx_train(const kiln_model *km)
+{
+    return km->m.hp.n_ctx_train;
+}
+
+int32_t kiln_model_bos(const kiln_model *km)
+{
+    return km->vocab.bos;
+}
+
+bool kiln_model_is_eog(const kiln_model *km, int32_t token)
+{
+    return vocab_is_eog(&km->vocab, token);
+}
+
+const char *kiln_model_chat_template(const kiln_model *km)
+{
+    return km->chat_template;
+}
+
+const char *kiln_model_desc(const kiln_model *km)
+{
+    return km->m.desc;
+}
+
+kiln_status kiln_tokenize(const kiln_model *km, const char *text, size_t len, bool add_special,
+                          bool parse_special, int32_t *ids, size_t cap, size_t *n_out)
+{
+    int64_t n = vocab_tokenize(&km->vocab, text, len, add_special, parse_special, ids, cap);
+    if (n < 0) return KILN_ENOMEM;
+    *n_out = (size_t)n;
+    return (size_t)n > cap ? KILN_ERANGE : KILN_OK;
+}
+
+int kiln_token_to_piece(const kiln_model *km, int32_t token, bool render_special, char *buf,
+                        size_t cap)
+{
+    return vocab_piece(&km->vocab, token, render_special, buf, cap);
+}
+
+kiln_status kiln_context_new(kiln_model *km, int32_t n_ctx, kiln_context **out,
+                             struct kiln_err *err)
+{
+    if (n_ctx <= 0) n_ctx = km->m.hp.n_ctx_train < DEFAULT_CTX_CAP ? km->m.hp.n_ctx_train
+                                                                  : DEFAULT_CTX_CAP;
+    kiln_context *c = calloc(1, sizeof *c);
+    if (!c) return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    c->model = km;
+    kiln_status st = forward_state_init(&c->fs, &km->m, n_ctx, BATCH_TOKENS, err);
+    if (st != KILN_OK) {
+        free(c);
+        return st;
+    }
+    c->logits = malloc((size_t)km->m.hp.n_vocab * sizeof(float));
+    c->tokens = malloc((size_t)n_ctx * sizeof(int32_t));
+    if (!c->logits || !c->tokens) {
+        kiln_context_free(c);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory");
+    }
+    *out = c;
+    return KILN_OK;
+}
+
+void kiln_context_free(kiln_context *c)
+{
+    if (!c) return;
+    forward_state_free(&c->fs);
+    free(c->logits);
+    free(c->tokens);
+    free(c);
+}
+
+void kiln_context_reset(kiln_context *c)
+{
+    c->fs.n_past = 0;
+}
+
+int32_t kiln_context_n_past(const kiln_context *c)
+{
+    return c->fs.n_past;
+}
+
+kiln_status kiln_eval(kiln_context *c, const int32_t *tokens, size_t n, bool all_logits,
+                      float *logits, struct kiln_err *err)
+{
+    const struct hparams *hp = &c->model->m.hp;
+    if (n > (size_t)(c->fs.n_ctx - c->fs.n_past))
+        return kiln_fail(err, KILN_ERANGE, "%zu tokens do not fit: %d of the context's %d are "
+                         "used", n, c->fs.n_past, c->fs.n_ctx);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return kiln_fail(err, KILN_EINVAL, "token id %d at position %zu is outside the "
+                             "vocabulary of %d", tokens[i], i, hp->n_vocab);
+    memcpy(c->tokens + c->fs.n_past, tokens, n * sizeof(int32_t));
+    for (size_t done = 0; done < n;) {
+        int chunk = (int)(n - done < (size_t)c->fs.n_batch ? n - done : (size_t)c->fs.n_batch);
+        bool last = done + (size_t)chunk == n;
+        float *out = NULL;
+        if (logits && all_logits) out = logits + done * (size_t)hp->n_vocab;
+        else if (logits && last) out = logits;
+        forward(&c->fs, tokens + done, chunk, all_logits, out);
+        done += (size_t)chunk;
+    }
+    return KILN_OK;
+}
+
+/* Text produced so far, and how much of it the callback has seen. */
+struct stream {
+    char *text;
+    size_t len, cap, emitted;
+};
+
+static bool stream_append(struct stream *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        while (cap < s->len + n + 1) cap *= 2;
+        char *t = realloc(s->text, cap);
+        if (!t) return false;
+        s->text = t;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, p, n);
+    s->len += n;
+    s->text[s->len] = 0;
+    return true;
+}
+
+/* Bytes at the end of s that start an incomplete UTF-8 sequence. */
+static size_t incomplete_utf8_tail(const char *s, size_t len)
+{
+    for (size_t back = 1; back <= 4 && back <= len; back++) {
+        unsigned char c = (unsigned char)s[len - back];
+        if ((c & 0xc0) == 0x80) continue; /* continuation byte: look further back */
+        int need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        return need > (int)back ? back : 0;
+    }
+    return 0;
+}
+
+/* Finds the first stop string in the unemitted text; returns its offset or -1. Also sets
+ * *hold to the length of the longest tail that could still become a stop string. */
+static long find_stop(const struct stream *s, const struct kiln_generate_params *p, size_t *hold)
+{
+    long found = -1;
+    *hold = 0;
+    for (size_t i = 0; i < p->n_stop; i++) {
+        const char *stop = p->stop[i];
+        size_t sl = strlen(stop);
+        if (!sl) continue;
+        size_t from = s->emitted;
+        const char *hit = s->len >= sl ? memmem(s->text + from, s->len - from, stop, sl) : NULL;
+        if (hit && (found < 0 || hit - s->text < found)) found = hit - s->text;
+        for (size_t k = sl - 1; k > 0; k--)
+            if (k <= s->len - from && memcmp(s->text + s->len - k, stop, k) == 0) {
+                if (k > *hold) *hold = k;
+                break;
+            }
+    }
+    return found;
+}
+
+kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_prompt,
+                          const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
+                          struct kiln_generate_result *result, struct kiln_err *err)
+{
+    const kiln_model *km = c->model;
+    struct sampler smp;
+    struct stream out = {0};
+    struct kiln_generate_result res = {KILN_FINISH_LENGTH, (int32_t)n_prompt, 0};
+    if (n_prompt == 0) return kiln_fail(err, KILN_EINVAL, "the prompt is empty");
+    kiln_status st = sampler_init(&smp, &params->sampling, km->m.hp.n_vocab, err);
+    if (st != KILN_OK) return st;
+    kiln_context_reset(c);
+    if ((st = kiln_eval(c, prompt, n_prompt, false, c->logits, err)) != KILN_OK) goto done;
+    for (;;) {
+        int32_t tok = sampler_sample(&smp, c->logits, c->tokens, c->fs.n_past);
+        if (!params->ignore_eos && kiln_model_is_eog(km, tok)) {
+            res.finish = KILN_FINISH_STOP;
+            break;
+        }
+        res.n_generated++;
+        char piece[256];
+        int n = kiln_token_to_piece(km, tok, false, piece, sizeof piece);
+        if (n < 0 || !stream_append(&out, piece, (size_t)(n > 0 ? n : 0))) {
+            st = kiln_fail(err, KILN_ENOMEM, "out of memory for the output text");
+            goto done;
+        }
+        size_t hold;
+        long stop_at = find_stop(&out, params, &hold);
+        size_t end = stop_at >= 0 ? (size_t)stop_at : out.len - hold;
+        end -= incomplete_utf8_tail(out.text, end) * (stop_at < 0);
+        if (end > out.emitted) {
+            if (cb && !cb(user, tok, out.text + out.emitted, end - out.emitted)) {
+                res.finish = KILN_FINISH_CANCELED;
+                break;
+            }
+            out.emitted = end;
+        }
+        if (stop_at >= 0) {
+            res.finish = KILN_FINISH_STOP;
+            out.len = out.emitted; /* nothing after the stop string is sent */
+            break;
+        }
+        if ((params->max_tokens >= 0 && res.n_generated >= params->max_tokens) ||
+            c->fs.n_past >= c->fs.n_ctx)
+            break;
+        if ((st = kiln_eval(c, &tok, 1, false, c->logits, err)) != KILN_OK) goto done;
+    }
+    /* Flush what was held back for a stop string or an unfinished UTF-8 sequence. */
+    if (res.finish != KILN_FINISH_CANCELED && out.len > out.emitted && cb)
+        cb(user, -1, out.text + out.emitted, out.len - out.emitted);
+done:
+    sampler_free(&smp);
+    free(out.text);
+    if (result) *result = res;
+    return st;
+}

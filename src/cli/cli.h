@@ -1,0 +1,41 @@
+/* The kiln command line: one function per subcommand, and the shared option parsing.
+ * Contract for src/cli/main.c, cmd_*.c. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include "kiln.h"
+
+#include <stdbool.h>
+
+/* Options shared by the subcommands; each reads the ones it needs. */
+struct cli_opts {
+    const char *model_path;
+    const char *prompt;
+    const char *log_level;
+    int n_threads;
+    int n_ctx;
+    int n_predict;
+    int top_k_logits; /* logits: how many [id, logit] pairs per position */
+    bool no_special;  /* tokenize: no BOS/EOS */
+    bool parse_special;
+    bool ignore_eos;
+    bool show_ids;
+    struct kiln_sampling sampling;
+    const char *stop[16];
+    int n_stop;
+    const char *positional[4];
+    int n_positional;
+};
+
+/* Parses argv after the subcommand. Prints the problem and returns false on a bad option. */
+bool cli_parse(struct cli_opts *o, int argc, char **argv);
+/* Opens o->model_path, printing the error. */
+kiln_model *cli_open_model(const struct cli_opts *o);
+
+int cmd_info(struct cli_opts *o);
+int cmd_tokenize(struct cli_opts *o);
+int cmd_logits(struct cli_opts *o);
+int cmd_generate(struct cli_opts *o);
+int cmd_chat(struct cli_opts *o);
+
+#endif

@@ -1,0 +1,196 @@
+/* Sampling pipeline in llama.cpp's order: bias, penalties, then greedy or
+ * top-k -> top-p -> min-p -> temperature -> draw. Contract: src/engine/sampler.h. */
+#include "engine/sampler.h"
+
+#include "base/status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kiln_sampling kiln_sampling_default(void)
+{
+    return (struct kiln_sampling){
+        .temperature = 1.0f,
+        .top_k = 0,
+        .top_p = 1.0f,
+        .min_p = 0.0f,
+        .repetition_penalty = 1.0f,
+        .penalty_last_n = 64,
+    };
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** */
+static uint64_t next_u64(uint64_t s[4])
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32_t n_vocab,
+                         struct kiln_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!(p->temperature >= 0) || !isfinite(p->temperature))
+        return kiln_fail(err, KILN_EINVAL, "temperature must be a finite number >= 0");
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return kiln_fail(err, KILN_EINVAL, "top_p must be in (0, 1]");
+    if (!(p->min_p >= 0 && p->min_p <= 1))
+        return kiln_fail(err, KILN_EINVAL, "min_p must be in [0, 1]");
+    if (p->top_k < 0) return kiln_fail(err, KILN_EINVAL, "top_k must be >= 0");
+    if (!(p->repetition_penalty > 0) || !isfinite(p->repetition_penalty))
+        return kiln_fail(err, KILN_EINVAL, "repetition_penalty must be > 0");
+    if (!isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
+        return kiln_fail(err, KILN_EINVAL, "penalties must be finite");
+    for (size_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab)
+            return kiln_fail(err, KILN_EINVAL, "logit_bias token %d is outside the vocabulary",
+                             p->logit_bias[i].token);
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    uint64_t x = p->seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
+    s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    if (!s->cands || !s->counts) {
+        sampler_free(s);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory for the sampler");
+    }
+    return KILN_OK;
+}
+
+void sampler_free(struct sampler *s)
+{
+    free(s->cands);
+    free(s->counts);
+    memset(s, 0, sizeof *s);
+}
+
+static void apply_penalties(struct sampler *s, float *logits, const int32_t *history, int n)
+{
+    const struct kiln_sampling *p = &s->p;
+    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0 && p->frequency_penalty == 0)
+        return;
+    int start = p->penalty_last_n < 0 || p->penalty_last_n > n ? 0 : n - p->penalty_last_n;
+    for (int i = start; i < n; i++) s->counts[history[i]]++;
+    for (int i = start; i < n; i++) {
+        int32_t id = history[i];
+        int c = s->counts[id];
+        if (c == 0) continue; /* already applied */
+        float *l = &logits[id];
+        if (p->repetition_penalty != 1.0f)
+            *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
+        *l -= (float)c * p->frequency_penalty + p->presence_penalty;
+        s->counts[id] = 0;
+    }
+}
+
+static int by_logit_desc(const void *a, const void *b)
+{
+    float x = ((const struct sampler_candidate *)a)->logit,
+          y = ((const struct sampler_candidate *)b)->logit;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Moves the k largest candidates to the front, sorted (quickselect, then sort of k). */
+static void partial_sort(struct sampler_candidate *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = c[(lo + hi) / 2].logit;
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (c[i].logit > pivot) i++;
+            while (c[j].logit < pivot) j--;
+            if (i <= j) {
+                struct sampler_candidate t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+}
+
+int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, int n_history)
+{
+    const struct kiln_sampling *p = &s->p;
+    for (size_t i = 0; i < p->n_logit_bias; i++) logits[p->logit_bias[i].token] += p->logit_bias[i].bias;
+    apply_penalties(s, logits, history, n_history);
+    if (p->temperature <= 0) {
+        int32_t best = 0;
+        for (int32_t i = 1; i < s->n_vocab; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    int n = s->n_vocab;
+    for (int i = 0; i < n; i++) s->cands[i] = (struct sampler_candidate){i, logits[i]};
+    int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    /* Without top-k, sorting everything is only needed for top-p; min-p needs the max. */
+    if (k < n || p->top_p < 1.0f)
+        partial_sort(s->cands, n, k);
+    else {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (s->cands[i].logit > s->cands[best].logit) best = i;
+        struct sampler_candidate t = s->cands[0];
+        s->cands[0] = s->cands[best];
+        s->cands[best] = t;
+    }
+    n = k;
+    float max = s->cands[0].logit;
+    if (p->top_p < 1.0f) {
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += exp((double)(s->cands[i].logit - max));
+        double acc = 0;
+        for (int i = 0; i < n; i++) {
+            acc += exp((double)(s->cands[i].logit - max)) / sum;
+            if (acc >= p->top_p) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    if (p->min_p > 0) {
+        /* keep tokens with probability >= min_p * the top probability */
+        float cut = max + logf(p->min_p);
+        int kept = 0;
+        for (int i = 0; i < n; i++)
+            if (s->cands[i].logit >= cut) s->cands[kept++] = s->cands[i];
+        n = kept > 0 ? kept : 1;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(s->cands[i].logit - max) / p->temperature);
+    double r = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) * sum;
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += exp((double)(s->cands[i].logit - max) / p->temperature);
+        if (r < acc) return s->cands[i].id;
+    }
+    return s->cands[n - 1].id;
+}

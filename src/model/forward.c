@@ -1,0 +1,315 @@
+/* The decoder forward pass shared by llama, qwen2, gemma3 and llama-style MoE: batched
+ * matmuls over all tokens of a call, attention per token and head over the KV cache.
+ * Contract: src/model/model.h. */
+#include "model/model.h"
+
+#include "base/status.h"
+#include "model/ops.h"
+#include "tensor/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t max_act_bytes(const struct model *m)
+{
+    const struct hparams *hp = &m->hp;
+    int64_t widest = hp->n_embd;
+    if (hp->n_ff > widest) widest = hp->n_ff;
+    if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
+    size_t a = act_row_bytes(ACT_F32, widest), b = act_row_bytes(ACT_Q8A, widest),
+           c = act_row_bytes(ACT_Q8K, widest);
+    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_ctx,
+                               int n_batch, struct kiln_err *err)
+{
+    const struct hparams *hp = &m->hp;
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    size_t nb = (size_t)n_batch, qd = (size_t)hp->n_head * hp->head_dim,
+           kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t ff = (size_t)hp->n_ff;
+    s->k_cache = malloc(kv * sizeof(float));
+    s->v_cache = malloc(kv * sizeof(float));
+    s->x = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    s->xn = malloc(nb * (qd > (size_t)hp->n_embd ? qd : (size_t)hp->n_embd) * sizeof(float));
+    s->q = malloc(nb * qd * sizeof(float));
+    s->k = malloc(nb * kvd * sizeof(float));
+    s->v = malloc(nb * kvd * sizeof(float));
+    s->attn = malloc(nb * qd * sizeof(float));
+    s->ff_gate = malloc(nb * ff * sizeof(float));
+    s->ff_up = malloc(nb * ff * sizeof(float));
+    s->scores = malloc((size_t)pool_size(m->pool) * (size_t)n_ctx * sizeof(float));
+    s->act = malloc(nb * max_act_bytes(m));
+    s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
+    s->router_logits = malloc(nb * ne * sizeof(float));
+    s->expert_sel = malloc(nb * nk * sizeof(int));
+    s->expert_w = malloc(nb * nk * sizeof(float));
+    s->expert_rows = malloc(nb * sizeof(int));
+    s->expert_in = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    s->expert_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
+    s->logits_tmp = malloc((size_t)hp->n_embd * sizeof(float));
+    if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn ||
+        !s->ff_gate || !s->ff_up || !s->scores || !s->act || !s->ffn_out || !s->router_logits ||
+        !s->expert_sel || !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out ||
+        !s->logits_tmp) {
+        forward_state_free(s);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory for a context of %d tokens (%zu MiB KV)",
+                         n_ctx, 2 * kv * sizeof(float) >> 20);
+    }
+    return KILN_OK;
+}
+
+void forward_state_free(struct forward_state *s)
+{
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->x);
+    free(s->xn);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->attn);
+    free(s->ff_gate);
+    free(s->ff_up);
+    free(s->scores);
+    free(s->act);
+    free(s->ffn_out);
+    free(s->router_logits);
+    free(s->expert_sel);
+    free(s->expert_w);
+    free(s->expert_rows);
+    free(s->expert_in);
+    free(s->expert_out);
+    free(s->logits_tmp);
+    memset(s, 0, sizeof *s);
+}
+
+static bool layer_is_local(const struct hparams *hp, int il)
+{
+    return hp->sliding_window > 0 && hp->swa_period > 0 &&
+           il % hp->swa_period < hp->swa_period - 1;
+}
+
+struct attn_job {
+    struct forward_state *s;
+    int il, n;
+};
+
+/* One (token, head) pair per unit of work: scores over the visible cache, softmax, sum of v. */
+static void attention_worker(void *ctx, int ith, int nth)
+{
+    const struct attn_job *j = ctx;
+    struct forward_state *s = j->s;
+    const struct hparams *hp = &s->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t kvd = (size_t)hp->n_head_kv * hd, qd = (size_t)hp->n_head * hd;
+    const float *kc = s->k_cache + (size_t)j->il * s->n_ctx * kvd;
+    const float *vc = s->v_cache + (size_t)j->il * s->n_ctx * kvd;
+    float *scores = s->scores + (size_t)ith * s->n_ctx;
+    bool local = layer_is_local(hp, j->il);
+    int units = j->n * hp->n_head;
+    for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
+        int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
+        int pos = s->n_past + t;
+        int lo = local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
+        const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+        for (int p = lo; p <= pos; p++) {
+            const float *k = kc + (size_t)p * kvd + (size_t)g * hd;
+            float dot = 0;
+            for (int d = 0; d < hd; d++) dot += q[d] * k[d];
+            scores[p - lo] = dot * hp->attn_scale;
+        }
+        softmax(scores, pos - lo + 1);
+        float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int p = lo; p <= pos; p++) {
+            const float *v = vc + (size_t)p * kvd + (size_t)g * hd;
+            float w = scores[p - lo];
+            for (int d = 0; d < hd; d++) out[d] += w * v[d];
+        }
+    }
+}
+
+static void add_bias(float *x, const float *bias, int n_tok, int dim)
+{
+    if (!bias) return;
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < dim; i++) x[(size_t)t * dim + i] += bias[i];
+}
+
+static void attention_block(struct forward_state *s, const struct layer *L, int il, int n)
+{
+    const struct model *m = s->m;
+    const struct hparams *hp = &m->hp;
+    int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, e = hp->n_embd;
+    for (int t = 0; t < n; t++)
+        rmsnorm(s->xn + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->rms_eps);
+    /* q, k and v read the same input: encode it once. */
+    matmul(m->pool, s->q, &L->wq, s->xn, n, s->act);
+    if (L->wk.kern->act == L->wq.kern->act)
+        matmul_encoded(m->pool, s->k, &L->wk, s->act, n);
+    else
+        matmul(m->pool, s->k, &L->wk, s->xn, n, s->act);
+    if (L->wv.kern->act == L->wk.kern->act)
+        matmul_encoded(m->pool, s->v, &L->wv, s->act, n);
+    else
+        matmul(m->pool, s->v, &L->wv, s->xn, n, s->act);
+    add_bias(s->q, L->bq, n, qd);
+    add_bias(s->k, L->bk, n, kvd);
+    add_bias(s->v, L->bv, n, kvd);
+    float base = layer_is_local(hp, il) ? hp->rope_base_local : hp->rope_base;
+    for (int t = 0; t < n; t++) {
+        float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
+        if (L->q_norm) {
+            for (int h = 0; h < hp->n_head; h++)
+                rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
+            for (int h = 0; h < hp->n_head_kv; h++)
+                rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
+        }
+        rope(q, hp->n_head, hp, base, m->rope_freqs, s->n_past + t);
+        rope(k, hp->n_head_kv, hp, base, m->rope_freqs, s->n_past + t);
+        size_t at = ((size_t)il * s->n_ctx + (size_t)(s->n_past + t)) * (size_t)kvd;
+        memcpy(s->k_cache + at, k, (size_t)kvd * sizeof(float));
+        memcpy(s->v_cache + at, s->v + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+    }
+    struct attn_job job = {s, il, n};
+    pool_run(m->pool, attention_worker, &job);
+    matmul(m->pool, s->xn, &L->wo, s->attn, n, s->act);
+    for (int t = 0; t < n; t++) {
+        float *out = s->xn + (size_t)t * e, *x = s->x + (size_t)t * e;
+        if (L->post_attn_norm) rmsnorm(out, out, L->post_attn_norm, e, hp->rms_eps);
+        for (int i = 0; i < e; i++) x[i] += out[i];
+    }
+}
+
+/* gate/up/down over n rows of in, result in out; GeGLU for gemma, SwiGLU otherwise. */
+static void dense_ffn(struct forward_state *s, const struct weight *gate, const struct weight *up,
+                      const struct weight *down, const float *in, float *out, int n)
+{
+    const struct model *m = s->m;
+    int ff = (int)gate->rows;
+    matmul(m->pool, s->ff_gate, gate, in, n, s->act);
+    if (up->kern->act == gate->kern->act)
+        matmul_encoded(m->pool, s->ff_up, up, s->act, n);
+    else
+        matmul(m->pool, s->ff_up, up, in, n, s->act);
+    bool gelu = m->hp.arch == ARCH_GEMMA3;
+    for (size_t i = 0; i < (size_t)n * ff; i++)
+        s->ff_gate[i] = (gelu ? gelu_tanh(s->ff_gate[i]) : silu(s->ff_gate[i])) * s->ff_up[i];
+    matmul(m->pool, out, down, s->ff_gate, n, s->act);
+}
+
+/* A view of expert e's slice of a stacked [n_expert * rows][cols] weight. */
+static struct weight expert_slice(const struct weight *w, int e, int n_expert)
+{
+    struct weight v = *w;
+    v.rows = w->rows / n_expert;
+    v.data = w->data + (size_t)e * (size_t)v.rows * w->row_bytes;
+    return v;
+}
+
+/* Picks the k most probable experts for one token (router logits in p, softmaxed here). */
+static void route_token(const struct hparams *hp, float *p, int *sel, float *w)
+{
+    int ne = hp->n_expert, k = hp->n_expert_used;
+    softmax(p, ne);
+    float sum = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int x = 0; x < ne; x++) {
+            bool taken = false;
+            for (int y = 0; y < j; y++) taken |= sel[y] == x;
+            if (!taken && (best < 0 || p[x] > p[best])) best = x;
+        }
+        sel[j] = best;
+        w[j] = p[best];
+        sum += p[best];
+    }
+    if (hp->expert_weights_norm)
+        for (int j = 0; j < k; j++) w[j] /= sum;
+}
+
+/* Mixture of experts: route each token to its top-k experts, run each expert once over the
+ * tokens routed to it, and add the outputs weighted by the router's probabilities. */
+static void moe_ffn(struct forward_state *s, const struct layer *L, int n)
+{
+    const struct hparams *hp = &s->m->hp;
+    int e = hp->n_embd, ne = hp->n_expert, k = hp->n_expert_used;
+    matmul(s->m->pool, s->router_logits, &L->router, s->xn, n, s->act);
+    for (int t = 0; t < n; t++)
+        route_token(hp, s->router_logits + (size_t)t * ne, s->expert_sel + t * k,
+                    s->expert_w + t * k);
+    memset(s->ffn_out, 0, (size_t)n * e * sizeof(float));
+    for (int x = 0; x < ne; x++) {
+        int cnt = 0; /* a token picks an expert at most once, so cnt <= n */
+        for (int t = 0; t < n; t++)
+            for (int j = 0; j < k; j++)
+                if (s->expert_sel[t * k + j] == x) {
+                    s->expert_rows[cnt] = t * k + j;
+                    memcpy(s->expert_in + (size_t)cnt * e, s->xn + (size_t)t * e,
+                           (size_t)e * sizeof(float));
+                    cnt++;
+                }
+        if (!cnt) continue;
+        struct weight g = expert_slice(&L->gate_exps, x, ne), u = expert_slice(&L->up_exps, x, ne),
+                      d = expert_slice(&L->down_exps, x, ne);
+        dense_ffn(s, &g, &u, &d, s->expert_in, s->expert_out, cnt);
+        for (int c = 0; c < cnt; c++) {
+            int t = s->expert_rows[c] / k;
+            float w = s->expert_w[s->expert_rows[c]];
+            for (int i = 0; i < e; i++)
+                s->ffn_out[(size_t)t * e + i] += w * s->expert_out[(size_t)c * e + i];
+        }
+    }
+}
+
+static void ffn_block(struct forward_state *s, const struct layer *L, int n)
+{
+    const struct hparams *hp = &s->m->hp;
+    int e = hp->n_embd;
+    for (int t = 0; t < n; t++)
+        rmsnorm(s->xn + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->rms_eps);
+    if (hp->n_expert > 0)
+        moe_ffn(s, L, n);
+    else
+        dense_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, s->ffn_out, n);
+    for (int t = 0; t < n; t++) {
+        float *out = s->ffn_out + (size_t)t * e, *x = s->x + (size_t)t * e;
+        if (L->post_ffn_norm) rmsnorm(out, out, L->post_ffn_norm, e, hp->rms_eps);
+        for (int i = 0; i < e; i++) x[i] += out[i];
+    }
+}
+
+void forward(struct forward_state *s, const int32_t *tokens, int n, bool all_logits,
+             float *logits)
+{
+    const struct model *m = s->m;
+    const struct hparams *hp = &m->hp;
+    int e = hp->n_embd;
+    for (int t = 0; t < n; t++) {
+        const struct weight *te = &m->tok_embd;
+        dequantize_row(te->type, s->x + (size_t)t * e, te->data + (size_t)tokens[t] * te->row_bytes,
+                       e);
+        if (hp->embd_scale != 1.0f)
+            for (int i = 0; i < e; i++) s->x[(size_t)t * e + i] *= hp->embd_scale;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        attention_block(s, &m->layers[il], il, n);
+        ffn_block(s, &m->layers[il], n);
+    }
+    if (logits) {
+        int first = all_logits ? 0 : n - 1;
+        for (int t = first; t < n; t++)
+            rmsnorm(s->xn + (size_t)(t - first) * e, s->x + (size_t)t * e, m->output_norm, e,
+                    hp->rms_eps);
+        matmul(m->pool, logits, &m->output, s->xn, n - first, s->act);
+    }
+    s->n_past += n;
+}

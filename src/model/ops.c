@@ -1,0 +1,100 @@
+/* Norms, rotary embeddings, activations and the threaded matmul of the forward pass.
+ * Contract: src/model/ops.h. */
+#include "model/ops.h"
+
+#include <math.h>
+
+struct matmul_job {
+    float *out;
+    const struct weight *w;
+    const uint8_t *act;
+    size_t act_bytes;
+    int n_tok;
+};
+
+enum { ROW_TILE = 4 };
+
+static void matmul_worker(void *ctx, int ith, int nth)
+{
+    const struct matmul_job *j = ctx;
+    const struct weight *w = j->w;
+    int64_t tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
+    int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
+    int64_t r0 = t0 * ROW_TILE, r1 = t1 * ROW_TILE < w->rows ? t1 * ROW_TILE : w->rows;
+    dot_fn dot = w->kern->dot;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+        for (int t = 0; t < j->n_tok; t++)
+            j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
+                dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+    }
+}
+
+void matmul_encoded(struct pool *pool, float *out, const struct weight *w, const uint8_t *act,
+                    int n_tok)
+{
+    struct matmul_job job = {out, w, act, act_row_bytes(w->kern->act, w->cols), n_tok};
+    pool_run(pool, matmul_worker, &job);
+}
+
+void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
+            uint8_t *act)
+{
+    size_t act_bytes = act_row_bytes(w->kern->act, w->cols);
+    for (int t = 0; t < n_tok; t++)
+        act_encode(w->kern->act, act + (size_t)t * act_bytes, in + (size_t)t * (size_t)w->cols,
+                   w->cols);
+    matmul_encoded(pool, out, w, act, n_tok);
+}
+
+void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+void rope(float *x, int n_heads, const struct hparams *hp, float base, const float *freq_div,
+          int pos)
+{
+    int hd = hp->head_dim, rd = hp->rope_dim;
+    float p = (float)pos * hp->rope_freq_scale;
+    for (int i = 0; i < rd / 2; i++) {
+        float theta = p * powf(base, -2.0f * (float)i / (float)rd);
+        if (freq_div) theta /= freq_div[i];
+        float c = cosf(theta), s = sinf(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * hd;
+            int a = hp->rope_style == ROPE_NEOX ? i : 2 * i;
+            int b = hp->rope_style == ROPE_NEOX ? i + rd / 2 : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void softmax(float *x, int n)
+{
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+float silu(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+float gelu_tanh(float x)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
