@@ -201,7 +201,7 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
             snprintf(pre_name, sizeof pre_name, "%.*s", (int)(pre->s.len > 31 ? 31 : pre->s.len),
                      pre->s.ptr);
         if ((st = bpe_init_pre(v, pre_name, err)) != KILN_OK) {
-            if (err && st == KILN_EUNSUPP) {
+            if (err && st != KILN_ENOMEM) {
                 char msg[sizeof err->msg];
                 memcpy(msg, err->msg, sizeof msg);
                 kiln_fail(err, st, "%s: %.200s", g->path, msg);

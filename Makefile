@@ -1,0 +1,55 @@
+# kiln: the entry points a newcomer uses. `make run` installs everything and generates text
+# with a real model; `make test` runs every test. The build itself is CMake (CMakeLists.txt).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+PY := .venv/bin/python
+PROMPT ?= The three primary colors are
+
+.PHONY: all build run test unit sanitize fuzz pytest format lint clean bootstrap
+
+all: build
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+bootstrap:
+	@scripts/bootstrap
+
+# Install, fetch the default model (SmolLM2-135M-Instruct) and stream a continuation.
+run: bootstrap build
+	@model=$$($(PY) scripts/fetch-model smollm2-135m-instruct) && \
+	  $(BUILD)/kiln generate --model-path "$$model" --prompt "$(PROMPT)" -n 64 --temperature 0
+
+# Every test: unit tests (release and ASan+UBSan), Python tests, a short fuzz run.
+test: bootstrap unit sanitize pytest fuzz
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+sanitize:
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+pytest: build
+	@$(PY) -m pytest -q tests/python
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf
+	@$(PY) tests/fuzz/make_corpus.py build-fuzz/corpus/gguf >/dev/null
+	@mkdir -p build-fuzz/work/gguf
+	@build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	  build-fuzz/work/gguf build-fuzz/corpus/gguf 2>&1 | tail -n 3
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
+	  --suppress=missingIncludeSystem -I include -I src src
+
+clean:
+	rm -rf build build-asan build-fuzz

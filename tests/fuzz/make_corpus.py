@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpora: small valid GGUF files made with the gguf package.
+Run by `make fuzz`; the outputs are not committed."""
+import pathlib
+import sys
+
+import numpy as np
+import gguf
+
+out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "build-fuzz/corpus/gguf")
+out.mkdir(parents=True, exist_ok=True)
+
+w = gguf.GGUFWriter(str(out / "tiny.gguf"), "llama")
+w.add_block_count(1)
+w.add_string("general.name", "tiny")
+w.add_array("tokenizer.ggml.tokens", ["a", "b", "c"])
+w.add_array("tokenizer.ggml.scores", [0.0, 1.0, 2.0])
+w.add_tensor("vec", np.arange(8, dtype=np.float32))
+w.add_tensor("mat", np.ones((2, 32), dtype=np.float16))
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+
+w = gguf.GGUFWriter(str(out / "meta-only.gguf"), "qwen2")
+w.add_uint64("x.u64", 1 << 40)
+w.add_int8("x.i8", -3)
+w.add_bool("x.bool", True)
+w.add_float64("x.f64", 2.5)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.close()
+print(f"wrote seeds to {out}")
