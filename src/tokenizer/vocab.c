@@ -293,7 +293,7 @@ int64_t vocab_tokenize(const struct vocab *v, const char *text, size_t len, bool
     }
     if (add_special && v->add_eos && v->eos >= 0) tok_push(&out, v->eos);
     int64_t n = out.oom ? -1 : (int64_t)out.n;
-    if (!out.oom) memcpy(ids, out.ids, (out.n < cap ? out.n : cap) * sizeof(int32_t));
+    if (!out.oom && out.n && cap) memcpy(ids, out.ids, (out.n < cap ? out.n : cap) * sizeof(int32_t));
     free(out.ids);
     return n;
 }
