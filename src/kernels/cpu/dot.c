@@ -4,7 +4,9 @@
 
 #include "tensor/quant.h"
 
+#include <cpuid.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +29,9 @@ enum cpu_isa cpu_best_isa(void)
     enum cpu_isa isa = ISA_REF;
     const char *force = getenv("KILN_ISA"); /* "ref" or "avx2" caps the choice, for tests */
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    unsigned eax, ebx, ecx = 0, edx;
+    bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         isa = ISA_AVX2;
     if (isa == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
