@@ -22,7 +22,7 @@ run: bootstrap build
 	  $(BUILD)/kiln generate --model-path "$$model" --prompt "$(PROMPT)" -n 64 --temperature 0
 
 # Every test: unit tests (release and ASan+UBSan), Python tests, a short fuzz run.
-test: bootstrap unit sanitize pytest fuzz
+test: bootstrap unit sanitize fuzz pytest
 
 unit: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
