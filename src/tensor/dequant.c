@@ -85,8 +85,6 @@ static void dequant_q2_k(float *y, const struct block_q2_k *x, int64_t nb)
     }
 }
 
-/* Unpacks the 16 6-bit Q3_K scales (stored biased by 32) into signed values. */
-void q3_k_unpack_scales(int8_t out[16], const uint8_t packed[12]);
 void q3_k_unpack_scales(int8_t out[16], const uint8_t packed[12])
 {
     for (int j = 0; j < 16; j++) {
@@ -119,8 +117,6 @@ static void dequant_q3_k(float *y, const struct block_q3_k *x, int64_t nb)
     }
 }
 
-/* Scale and min j (0..7) of a Q4_K/Q5_K super-block, 6 bits each. */
-void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
 {
     if (j < 4) {

@@ -14,6 +14,11 @@
  * Returns false for a type that has no dequantization (integer types). */
 bool dequantize_row(enum dtype t, float *y, const void *x, int64_t n);
 
+/* Unpacks the 16 6-bit Q3_K scales (stored biased by 32) into signed values. */
+void q3_k_unpack_scales(int8_t out[16], const uint8_t packed[12]);
+/* Scale and min j (0..7) of a Q4_K/Q5_K super-block, 6 bits each. */
+void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+
 /* Activations for the 32-element types: [n/32] block_q8a. */
 void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n);
 /* Activations for the K-quants: [n/256] block_q8_k. */

@@ -1,11 +1,10 @@
 /* AVX2 + FMA + F16C dot products for the common weight types; others fall back to scalar.
  * Tested against dot_ref.c. Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
-#include "tensor/blocks.h"
+#include "tensor/quant.h"
 
 #include <immintrin.h>
 
-void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 
 static inline float hsum_ps(__m256 v)
 {

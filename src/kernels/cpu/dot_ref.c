@@ -1,10 +1,8 @@
 /* Scalar dot products, one per weight type: the truth every SIMD kernel is tested against.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
-#include "tensor/blocks.h"
+#include "tensor/quant.h"
 
-void q3_k_unpack_scales(int8_t out[16], const uint8_t packed[12]);
-void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 
 static float dot_f32(const void *w, const void *a, int64_t n)
 {
