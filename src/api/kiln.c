@@ -278,8 +278,13 @@ kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_promp
         }
         size_t hold;
         long stop_at = find_stop(&out, params, &hold);
-        size_t end = stop_at >= 0 ? (size_t)stop_at : out.len - hold;
-        end -= incomplete_utf8_tail(out.text, end) * (stop_at < 0);
+        /* Emit up to the stop string, or else up to what could still start one, less an
+         * unfinished UTF-8 sequence. */
+        size_t end = (size_t)stop_at;
+        if (stop_at < 0) {
+            end = out.len - hold;
+            end -= incomplete_utf8_tail(out.text, end);
+        }
         if (end > out.emitted) {
             if (cb && !cb(user, tok, out.text + out.emitted, end - out.emitted)) {
                 res.finish = KILN_FINISH_CANCELED;

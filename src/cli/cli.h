@@ -15,7 +15,6 @@ struct cli_opts {
     int n_threads;
     int n_ctx;
     int n_predict;
-    int top_k_logits; /* logits: how many [id, logit] pairs per position */
     bool no_special;  /* tokenize: no BOS/EOS */
     bool parse_special;
     bool ignore_eos;
@@ -31,6 +30,9 @@ struct cli_opts {
 bool cli_parse(struct cli_opts *o, int argc, char **argv);
 /* Opens o->model_path, printing the error. */
 kiln_model *cli_open_model(const struct cli_opts *o);
+/* Tokenizes o->prompt (BOS/EOS unless --no-special); returns a malloc'd array, or NULL after
+ * printing the problem. */
+int32_t *cli_tokenize_prompt(kiln_model *m, const struct cli_opts *o, size_t *n);
 
 int cmd_info(struct cli_opts *o);
 int cmd_tokenize(struct cli_opts *o);

@@ -34,12 +34,9 @@ int cmd_generate(struct cli_opts *o)
     int rc = 1;
     kiln_context *ctx = NULL;
     struct kiln_err err = {{0}};
-    size_t len = strlen(o->prompt), n = 0;
-    int32_t *ids = malloc((len + 8) * sizeof *ids);
-    if (!ids || kiln_tokenize(m, o->prompt, len, true, o->parse_special, ids, len + 8, &n) != KILN_OK) {
-        fprintf(stderr, "kiln: cannot tokenize the prompt\n");
-        goto done;
-    }
+    size_t n = 0;
+    int32_t *ids = cli_tokenize_prompt(m, o, &n);
+    if (!ids) goto done;
     if (kiln_context_new(m, o->n_ctx, &ctx, &err) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg);
         goto done;

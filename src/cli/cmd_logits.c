@@ -8,20 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int32_t *tokenize_prompt(kiln_model *m, const struct cli_opts *o, size_t *n)
-{
-    size_t len = strlen(o->prompt);
-    size_t cap = len + 8;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids || kiln_tokenize(m, o->prompt, len, !o->no_special, o->parse_special, ids, cap, n) !=
-                    KILN_OK) {
-        fprintf(stderr, "kiln: cannot tokenize the prompt\n");
-        free(ids);
-        return NULL;
-    }
-    return ids;
-}
-
 int cmd_tokenize(struct cli_opts *o)
 {
     if (!o->prompt) {
@@ -31,7 +17,7 @@ int cmd_tokenize(struct cli_opts *o)
     kiln_model *m = cli_open_model(o);
     if (!m) return 1;
     size_t n;
-    int32_t *ids = tokenize_prompt(m, o, &n);
+    int32_t *ids = cli_tokenize_prompt(m, o, &n);
     if (!ids) {
         kiln_model_free(m);
         return 1;
@@ -87,7 +73,7 @@ int cmd_logits(struct cli_opts *o)
     kiln_context *ctx = NULL;
     struct kiln_err err = {{0}};
     int n_vocab = kiln_model_n_vocab(m);
-    int32_t *ids = tokenize_prompt(m, o, &n);
+    int32_t *ids = cli_tokenize_prompt(m, o, &n);
     float *logits = ids ? malloc(n * (size_t)n_vocab * sizeof(float)) : NULL;
     struct pair *scratch = malloc((size_t)n_vocab * sizeof *scratch);
     if (!ids || !logits || !scratch) goto done;
@@ -100,7 +86,7 @@ int cmd_logits(struct cli_opts *o)
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(prompt_tokens, json_integer(ids[i]));
         json_array_append_new(positions,
-                              position_json(logits + i * (size_t)n_vocab, n_vocab, o->top_k_logits,
+                              position_json(logits + i * (size_t)n_vocab, n_vocab, o->sampling.top_k,
                                             scratch));
     }
     /* Greedy continuation, each token fed back in; margins are top-1 minus top-2. */

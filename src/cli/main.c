@@ -71,7 +71,7 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
         else if (!strcmp(a, "--temperature") || !strcmp(a, "--temp"))
             ok = val && parse_float(val, &o->sampling.temperature);
         else if (!strcmp(a, "--top-k"))
-            ok = val && parse_int(val, o->top_k_logits >= 0 ? &o->top_k_logits : &o->sampling.top_k);
+            ok = val && parse_int(val, &o->sampling.top_k);
         else if (!strcmp(a, "--top-p"))
             ok = val && parse_float(val, &o->sampling.top_p);
         else if (!strcmp(a, "--min-p"))
@@ -143,6 +143,20 @@ kiln_model *cli_open_model(const struct cli_opts *o)
     return m;
 }
 
+int32_t *cli_tokenize_prompt(kiln_model *m, const struct cli_opts *o, size_t *n)
+{
+    size_t len = strlen(o->prompt);
+    size_t cap = len + 8; /* at most one id per byte, plus BOS, EOS and a space prefix */
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids || kiln_tokenize(m, o->prompt, len, !o->no_special, o->parse_special, ids, cap, n) !=
+                    KILN_OK) {
+        fprintf(stderr, "kiln: cannot tokenize the prompt\n");
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
@@ -153,9 +167,12 @@ int main(int argc, char **argv)
     const char *env_level = getenv("KILN_LOG_LEVEL");
     if (env_level && log_level_parse(env_level) >= 0)
         log_set_level((enum log_level)log_level_parse(env_level));
-    struct cli_opts o = {.n_predict = 128, .top_k_logits = -1, .sampling = kiln_sampling_default()};
+    struct cli_opts o = {.n_predict = 128, .sampling = kiln_sampling_default()};
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "logits")) o.top_k_logits = 10, o.n_predict = 16;
+    if (!strcmp(cmd, "logits")) { /* --top-k: pairs per position; --n-predict: greedy steps */
+        o.sampling.top_k = 10;
+        o.n_predict = 16;
+    }
     if (!cli_parse(&o, argc - 2, argv + 2)) return 2;
     if (!strcmp(cmd, "info")) return cmd_info(&o);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&o);

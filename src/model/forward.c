@@ -54,11 +54,9 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->expert_rows = malloc(nb * sizeof(int));
     s->expert_in = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     s->expert_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
-    s->logits_tmp = malloc((size_t)hp->n_embd * sizeof(float));
     if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn ||
         !s->ff_gate || !s->ff_up || !s->scores || !s->act || !s->ffn_out || !s->router_logits ||
-        !s->expert_sel || !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out ||
-        !s->logits_tmp) {
+        !s->expert_sel || !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out) {
         forward_state_free(s);
         return kiln_fail(err, KILN_ENOMEM, "out of memory for a context of %d tokens (%zu MiB KV)",
                          n_ctx, 2 * kv * sizeof(float) >> 20);
@@ -87,7 +85,6 @@ void forward_state_free(struct forward_state *s)
     free(s->expert_rows);
     free(s->expert_in);
     free(s->expert_out);
-    free(s->logits_tmp);
     memset(s, 0, sizeof *s);
 }
 
@@ -153,18 +150,12 @@ static void attention_block(struct forward_state *s, const struct layer *L, int 
         rmsnorm(s->xn + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->rms_eps);
     /* q, k and v read the same input: encode it once. */
     matmul(m->pool, s->q, &L->wq, s->xn, n, s->act);
-    if (L->wk.kern->act == L->wq.kern->act)
-        matmul_encoded(m->pool, s->k, &L->wk, s->act, n);
-    else
-        matmul(m->pool, s->k, &L->wk, s->xn, n, s->act);
-    if (L->wv.kern->act == L->wk.kern->act)
-        matmul_encoded(m->pool, s->v, &L->wv, s->act, n);
-    else
-        matmul(m->pool, s->v, &L->wv, s->xn, n, s->act);
+    matmul_again(m->pool, s->k, &L->wk, &L->wq, s->xn, n, s->act);
+    matmul_again(m->pool, s->v, &L->wv, &L->wk, s->xn, n, s->act);
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
-    float base = layer_is_local(hp, il) ? hp->rope_base_local : hp->rope_base;
+    const float *theta = m->rope_theta + (layer_is_local(hp, il) ? hp->rope_dim / 2 : 0);
     for (int t = 0; t < n; t++) {
         float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
         if (L->q_norm) {
@@ -173,8 +164,8 @@ static void attention_block(struct forward_state *s, const struct layer *L, int 
             for (int h = 0; h < hp->n_head_kv; h++)
                 rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
         }
-        rope(q, hp->n_head, hp, base, m->rope_freqs, s->n_past + t);
-        rope(k, hp->n_head_kv, hp, base, m->rope_freqs, s->n_past + t);
+        rope(q, hp->n_head, hp, theta, s->n_past + t);
+        rope(k, hp->n_head_kv, hp, theta, s->n_past + t);
         size_t at = ((size_t)il * s->n_ctx + (size_t)(s->n_past + t)) * (size_t)kvd;
         memcpy(s->k_cache + at, k, (size_t)kvd * sizeof(float));
         memcpy(s->v_cache + at, s->v + (size_t)t * kvd, (size_t)kvd * sizeof(float));
@@ -196,10 +187,7 @@ static void dense_ffn(struct forward_state *s, const struct weight *gate, const 
     const struct model *m = s->m;
     int ff = (int)gate->rows;
     matmul(m->pool, s->ff_gate, gate, in, n, s->act);
-    if (up->kern->act == gate->kern->act)
-        matmul_encoded(m->pool, s->ff_up, up, s->act, n);
-    else
-        matmul(m->pool, s->ff_up, up, in, n, s->act);
+    matmul_again(m->pool, s->ff_up, up, gate, in, n, s->act);
     bool gelu = m->hp.arch == ARCH_GEMMA3;
     for (size_t i = 0; i < (size_t)n * ff; i++)
         s->ff_gate[i] = (gelu ? gelu_tanh(s->ff_gate[i]) : silu(s->ff_gate[i])) * s->ff_up[i];

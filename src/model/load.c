@@ -19,15 +19,26 @@ struct binder {
     size_t norm_used, norm_cap; /* floats used in m->norms */
 };
 
+/* The value of "ARCH.suffix" (its full name written to key), or NULL. */
+static const struct gguf_value *arch_value(const struct binder *b, const char *suffix,
+                                           char key[128])
+{
+    snprintf(key, 128, "%s.%s", b->arch_name, suffix);
+    return gguf_get(b->g, key);
+}
+
+static kiln_status missing_key(const struct binder *b, const char *key)
+{
+    return kiln_fail(b->err, KILN_EFORMAT, "%s: missing key '%s'", b->g->path, key);
+}
+
 static kiln_status get_int(struct binder *b, const char *suffix, bool required, int64_t dflt,
                            int64_t lo, int64_t hi, int *out)
 {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", b->arch_name, suffix);
-    const struct gguf_value *v = gguf_get(b->g, key);
+    const struct gguf_value *v = arch_value(b, suffix, key);
     int64_t x = dflt;
-    if (!v && required)
-        return kiln_fail(b->err, KILN_EFORMAT, "%s: missing key '%s'", b->g->path, key);
+    if (!v && required) return missing_key(b, key);
     if (v && v->type == GGUF_ARRAY)
         return kiln_fail(b->err, KILN_EUNSUPP, "%s: key '%s': per-layer values not supported",
                          b->g->path, key);
@@ -45,11 +56,9 @@ static kiln_status get_float(struct binder *b, const char *suffix, bool required
                              float *out)
 {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", b->arch_name, suffix);
-    const struct gguf_value *v = gguf_get(b->g, key);
+    const struct gguf_value *v = arch_value(b, suffix, key);
     double x = dflt;
-    if (!v && required)
-        return kiln_fail(b->err, KILN_EFORMAT, "%s: missing key '%s'", b->g->path, key);
+    if (!v && required) return missing_key(b, key);
     if (v && !gguf_value_float(v, &x))
         return kiln_fail(b->err, KILN_EFORMAT, "%s: key '%s' is a %s, expected a number",
                          b->g->path, key, gguf_type_name(v->type));
@@ -100,13 +109,11 @@ static kiln_status read_hparams(struct binder *b)
         return kiln_fail(b->err, KILN_EFORMAT, "%s: expert_count set without expert_used_count",
                          b->g->path);
     char key[128];
-    snprintf(key, sizeof key, "%s.expert_weights_norm", b->arch_name);
-    const struct gguf_value *wn = gguf_get(b->g, key);
+    const struct gguf_value *wn = arch_value(b, "expert_weights_norm", key);
     hp->expert_weights_norm = wn ? wn->u != 0 : true; /* llama-style MoE renormalizes */
 
     hp->rope_freq_scale = 1.0f;
-    snprintf(key, sizeof key, "%s.rope.scaling.type", b->arch_name);
-    const struct gguf_value *scaling = gguf_get(b->g, key);
+    const struct gguf_value *scaling = arch_value(b, "rope.scaling.type", key);
     if (scaling && !str_eq(scaling, "none")) {
         if (!str_eq(scaling, "linear"))
             return kiln_fail(b->err, KILN_EUNSUPP, "%s: rope scaling type '%.*s' not supported",
@@ -292,6 +299,16 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
         goto fail;
     for (int il = 0; il < hp->n_layer; il++)
         if ((st = bind_layer(&b, il)) != KILN_OK) goto fail;
+    if (!(m->rope_theta = malloc((size_t)hp->rope_dim * sizeof(float)))) {
+        st = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", g->path);
+        goto fail;
+    }
+    for (int i = 0; i < hp->rope_dim / 2; i++) {
+        float div = m->rope_freqs ? m->rope_freqs[i] : 1.0f;
+        float expo = -2.0f * (float)i / (float)hp->rope_dim;
+        m->rope_theta[i] = powf(hp->rope_base, expo) / div;
+        m->rope_theta[hp->rope_dim / 2 + i] = powf(hp->rope_base_local, expo) / div;
+    }
 
     if (!(m->pool = pool_new(n_threads))) {
         st = kiln_fail(err, KILN_ENOMEM, "cannot start worker threads");
@@ -308,6 +325,7 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
 fail:
     free(m->norms);
     free(m->layers);
+    free(m->rope_theta);
     memset(m, 0, sizeof *m);
     return st;
 }
@@ -317,6 +335,7 @@ void model_unload(struct model *m)
     if (m->pool) pool_free(m->pool);
     free(m->norms);
     free(m->layers);
+    free(m->rope_theta);
     gguf_close(m->gguf);
     memset(m, 0, sizeof *m);
 }

@@ -62,6 +62,8 @@ struct model {
     float *output_norm;     /* [n_embd] */
     struct weight output;   /* [n_vocab][n_embd]; the embedding when tied */
     float *rope_freqs;      /* [rope_dim/2] divisors of each frequency, or NULL */
+    float *rope_theta;      /* [2][rope_dim/2] angle per position of each pair: global layers,
+                               then sliding-window layers (their own base) */
     struct layer *layers;   /* [n_layer] */
     float *norms;           /* one allocation holding every norm vector above */
     struct pool *pool;
@@ -88,7 +90,6 @@ struct forward_state {
     float *expert_w;          /* [n_batch][n_expert_used] their weights */
     int *expert_rows;         /* [n_batch] which (token, choice) each gathered row is */
     float *expert_in, *expert_out; /* [n_batch][n_embd] */
-    float *logits_tmp;        /* [n_embd] for a final-norm row */
 };
 
 kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_ctx,

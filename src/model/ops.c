@@ -30,7 +30,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
     }
 }
 
-void matmul_encoded(struct pool *pool, float *out, const struct weight *w, const uint8_t *act,
+static void matmul_encoded(struct pool *pool, float *out, const struct weight *w, const uint8_t *act,
                     int n_tok)
 {
     struct matmul_job job = {out, w, act, act_row_bytes(w->kern->act, w->cols), n_tok};
@@ -47,6 +47,15 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
     matmul_encoded(pool, out, w, act, n_tok);
 }
 
+void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
+                  const float *in, int n_tok, uint8_t *act)
+{
+    if (w->kern->act == prev->kern->act && w->cols == prev->cols)
+        matmul_encoded(pool, out, w, act, n_tok);
+    else
+        matmul(pool, out, w, in, n_tok, act);
+}
+
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
 {
     double ss = 0;
@@ -55,15 +64,13 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
 }
 
-void rope(float *x, int n_heads, const struct hparams *hp, float base, const float *freq_div,
-          int pos)
+void rope(float *x, int n_heads, const struct hparams *hp, const float *theta, int pos)
 {
     int hd = hp->head_dim, rd = hp->rope_dim;
     float p = (float)pos * hp->rope_freq_scale;
     for (int i = 0; i < rd / 2; i++) {
-        float theta = p * powf(base, -2.0f * (float)i / (float)rd);
-        if (freq_div) theta /= freq_div[i];
-        float c = cosf(theta), s = sinf(theta);
+        float angle = p * theta[i];
+        float c = cosf(angle), s = sinf(angle);
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)h * hd;
             int a = hp->rope_style == ROPE_NEOX ? i : 2 * i;

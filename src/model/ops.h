@@ -9,14 +9,15 @@
  * n_tok * act_row_bytes(w->kern->act, w->cols) bytes. Runs on the pool. */
 void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
             uint8_t *act);
-/* The same with activations already encoded for w's kernel (act_row_bytes apart). */
-void matmul_encoded(struct pool *pool, float *out, const struct weight *w, const uint8_t *act,
-                    int n_tok);
+/* The same for an input that the previous matmul (with weight prev) just encoded into act:
+ * the encoding is reused when w's kernel wants the same one. */
+void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
+                  const float *in, int n_tok, uint8_t *act);
 
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-/* Rotates the first rope_dim dims of each of n_heads heads of x at position pos. */
-void rope(float *x, int n_heads, const struct hparams *hp, float base, const float *freq_div,
-          int pos);
+/* Rotates the first rope_dim dims of each of n_heads heads of x at position pos;
+ * theta[i] is the angle per position of pair i (struct model's rope_theta). */
+void rope(float *x, int n_heads, const struct hparams *hp, const float *theta, int pos);
 void softmax(float *x, int n);
 float silu(float x);
 float gelu_tanh(float x);

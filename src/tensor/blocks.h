@@ -41,6 +41,14 @@ _Static_assert(sizeof(struct block_q5_k) == 176, "q5_k layout");
 _Static_assert(sizeof(struct block_q6_k) == 210, "q6_k layout");
 _Static_assert(sizeof(struct block_q8_k) == 292, "q8_k layout");
 
+/* The 32 high bits of a Q5_0/Q5_1 block (stored as bytes, possibly unaligned). */
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 static inline float f32_from_bits(uint32_t u)
 {
     float f;

@@ -24,13 +24,6 @@ static void dequant_q4_1(float *y, const struct block_q4_1 *x, int64_t nb)
     }
 }
 
-static uint32_t load_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static void dequant_q5_0(float *y, const struct block_q5_0 *x, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, y += QK) {

@@ -111,6 +111,37 @@ static int byte_char(unsigned char b, char *out)
     return 2;
 }
 
+/* The inverse of byte_char: a token's byte-level characters back to bytes. */
+int bpe_token_bytes(const struct gguf_str *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->len;) {
+        unsigned char c = (unsigned char)t->ptr[i];
+        int l = utf8_len(c);
+        uint32_t cp = c;
+        if (l == 2 && i + 1 < t->len) cp = ((c & 0x1fu) << 6) | ((unsigned char)t->ptr[i + 1] & 0x3f);
+        else if (l > 2 || (l == 2 && i + 1 >= t->len)) cp = 0xffffffff;
+        int byte;
+        if (cp >= 256 && cp < 256 + 68) {
+            /* the 68 bytes that map above 255, in order: 0-32, 127-160, 173 */
+            int k = (int)cp - 256;
+            byte = k <= 32 ? k : k <= 66 ? 127 + (k - 33) : 173;
+        } else if (cp < 256) {
+            byte = (int)cp;
+        } else {
+            /* not a byte-level character: copy the raw UTF-8 */
+            for (int j = 0; j < l && i + (size_t)j < t->len; j++, n++)
+                if (n < cap) buf[n] = t->ptr[i + (size_t)j];
+            i += (size_t)l;
+            continue;
+        }
+        if (n < cap) buf[n] = (char)byte;
+        n++;
+        i += (size_t)l;
+    }
+    return n <= cap ? (int)n : -(int)n;
+}
+
 struct symbol {
     int prev, next;
     size_t off, len; /* in the mapped word; len 0 once merged away */

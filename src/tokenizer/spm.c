@@ -86,17 +86,23 @@ static void emit(const struct vocab *v, const char *text, size_t len, struct tok
     }
 }
 
-void spm_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out)
+void spm_tokenize(const struct vocab *v, const char *text, size_t len, bool space_prefix,
+                  struct tok_out *out)
 {
-    /* Escape spaces: each ' ' becomes the three bytes of U+2581. */
-    size_t spaces = 0;
+    /* Escape spaces (and the prefix space): each becomes the three bytes of U+2581. */
+    size_t spaces = space_prefix;
     for (size_t i = 0; i < len; i++) spaces += text[i] == ' ';
-    size_t elen = len + 2 * spaces;
+    size_t elen = len + space_prefix + 2 * spaces;
     char *esc = malloc(elen ? elen : 1);
     struct symbol *sym = malloc((elen ? elen : 1) * sizeof *sym);
     struct heap h = {0};
     if (!esc || !sym) goto oom;
-    for (size_t i = 0, j = 0; i < len; i++) {
+    size_t j = 0;
+    if (space_prefix) {
+        memcpy(esc, "\xe2\x96\x81", 3);
+        j = 3;
+    }
+    for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ') {
             memcpy(esc + j, "\xe2\x96\x81", 3);
             j += 3;

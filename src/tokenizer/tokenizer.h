@@ -25,6 +25,7 @@ enum token_kind {
 };
 
 #define MAX_PRE_REGEX 8
+#define MAX_EOG 16
 
 struct vocab {
     enum vocab_type type;
@@ -39,6 +40,8 @@ struct vocab {
     int32_t byte_token[256];  /* SPM byte fallback <0xXX>, or the BPE token of each byte */
     int32_t *specials;        /* ids of control/user-defined tokens, longest text first */
     int32_t n_specials;
+    int32_t eog[MAX_EOG];     /* tokens that end generation */
+    int n_eog;
     void *pre_regex[MAX_PRE_REGEX]; /* pcre2_code *, BPE pre-tokenizer, applied in order */
     int n_pre_regex;
     char pre_name[32];
@@ -69,8 +72,13 @@ struct tok_out {
     bool oom;
 };
 void tok_push(struct tok_out *o, int32_t id);
-void spm_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out);
+/* space_prefix: tokenize as if text started with a space (SentencePiece's dummy prefix). */
+void spm_tokenize(const struct vocab *v, const char *text, size_t len, bool space_prefix,
+                  struct tok_out *out);
 void bpe_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out);
+/* The bytes a BPE token stands for (GPT-2 byte characters decoded). Returns the length, or
+ * -needed when cap is too small. */
+int bpe_token_bytes(const struct gguf_str *t, char *buf, size_t cap);
 kiln_status bpe_init_pre(struct vocab *v, const char *pre, struct kiln_err *err);
 void bpe_free_pre(struct vocab *v);
 /* Length of the UTF-8 sequence starting with byte c (1 for invalid lead bytes). */

@@ -1,6 +1,7 @@
 /* Loads a vocabulary from GGUF metadata, splits special tokens out of text, dispatches to
  * the SPM or BPE tokenizer, and turns ids back into bytes.
  * Contract: src/tokenizer/tokenizer.h. */
+#define _GNU_SOURCE /* qsort_r */
 #include "tokenizer/tokenizer.h"
 
 #include "base/status.h"
@@ -87,21 +88,31 @@ static const char *const eog_texts[] = {
     "<EOT>", "<|end_of_text|>", "<｜end▁of▁sentence｜>", NULL,
 };
 
+/* Fills v->eog: the metadata's EOS/EOT/EOM and special tokens with an end-of-turn text. */
+static void collect_eog(struct vocab *v)
+{
+    int32_t named[] = {v->eos, v->eot, v->eom};
+    for (int i = 0; i < 3; i++)
+        if (named[i] >= 0 && v->n_eog < MAX_EOG) v->eog[v->n_eog++] = named[i];
+    for (int32_t i = 0; i < v->n_specials; i++) {
+        int32_t id = v->specials[i];
+        if (id == v->eos || id == v->eot || id == v->eom) continue;
+        for (int k = 0; eog_texts[k] && v->n_eog < MAX_EOG; k++)
+            if (text_is(v, id, eog_texts[k])) v->eog[v->n_eog++] = id;
+    }
+}
+
 bool vocab_is_eog(const struct vocab *v, int32_t id)
 {
-    if (id < 0 || id >= v->n) return false;
-    if (id == v->eos || id == v->eot || id == v->eom) return true;
-    if (v->kind[id] != TOKEN_CONTROL && v->kind[id] != TOKEN_USER_DEFINED) return false;
-    for (int i = 0; eog_texts[i]; i++)
-        if (text_is(v, id, eog_texts[i])) return true;
+    for (int i = 0; i < v->n_eog; i++)
+        if (v->eog[i] == id) return true;
     return false;
 }
 
-static const struct vocab *sort_vocab;
-static int by_length_desc(const void *a, const void *b)
+static int by_length_desc(const void *a, const void *b, void *vocab)
 {
-    uint64_t la = sort_vocab->text[*(const int32_t *)a].len,
-             lb = sort_vocab->text[*(const int32_t *)b].len;
+    const struct vocab *v = vocab;
+    uint64_t la = v->text[*(const int32_t *)a].len, lb = v->text[*(const int32_t *)b].len;
     return la < lb ? 1 : la > lb ? -1 : (*(const int32_t *)a - *(const int32_t *)b);
 }
 
@@ -113,8 +124,7 @@ static kiln_status collect_specials(struct vocab *v)
         if ((v->kind[i] == TOKEN_CONTROL || v->kind[i] == TOKEN_USER_DEFINED ||
              v->kind[i] == TOKEN_UNKNOWN) && v->text[i].len)
             v->specials[v->n_specials++] = i;
-    sort_vocab = v; /* load runs once per model, before any other thread sees v */
-    qsort(v->specials, (size_t)v->n_specials, sizeof(int32_t), by_length_desc);
+    qsort_r(v->specials, (size_t)v->n_specials, sizeof(int32_t), by_length_desc, v);
     return KILN_OK;
 }
 
@@ -211,6 +221,7 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
     }
     v->add_bos = get_bool(g, "tokenizer.ggml.add_bos_token", spm || v->add_bos);
     if ((st = collect_specials(v)) != KILN_OK) goto fail;
+    collect_eog(v);
     return KILN_OK;
 fail:
     if (st == KILN_ENOMEM) kiln_fail(err, st, "%s: out of memory loading the vocabulary", g->path);
@@ -249,23 +260,10 @@ static int32_t special_at(const struct vocab *v, const char *p, size_t left, boo
 static void tokenize_fragment(const struct vocab *v, const char *text, size_t len,
                               bool prev_special, struct tok_out *out)
 {
-    if (v->type == VOCAB_BPE) {
+    if (v->type == VOCAB_BPE)
         bpe_tokenize(v, text, len, out);
-        return;
-    }
-    if (v->add_space_prefix && prev_special) {
-        char *buf = malloc(len + 1);
-        if (!buf) {
-            out->oom = true;
-            return;
-        }
-        buf[0] = ' ';
-        memcpy(buf + 1, text, len);
-        spm_tokenize(v, buf, len + 1, out);
-        free(buf);
-    } else {
-        spm_tokenize(v, text, len, out);
-    }
+    else
+        spm_tokenize(v, text, len, v->add_space_prefix && prev_special, out);
 }
 
 int64_t vocab_tokenize(const struct vocab *v, const char *text, size_t len, bool add_special,
@@ -298,37 +296,6 @@ int64_t vocab_tokenize(const struct vocab *v, const char *text, size_t len, bool
     return n;
 }
 
-/* Decodes BPE byte-level characters (GPT-2's bytes_to_unicode) back to bytes. */
-static int bpe_decode(const struct gguf_str *t, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < t->len;) {
-        unsigned char c = (unsigned char)t->ptr[i];
-        int l = utf8_len(c);
-        uint32_t cp = c;
-        if (l == 2 && i + 1 < t->len) cp = ((c & 0x1fu) << 6) | ((unsigned char)t->ptr[i + 1] & 0x3f);
-        else if (l > 2 || (l == 2 && i + 1 >= t->len)) cp = 0xffffffff;
-        int byte;
-        if (cp >= 256 && cp < 256 + 68) {
-            /* the 68 bytes that map above 255, in order: 0-32, 127-160, 173 */
-            int k = (int)cp - 256;
-            byte = k <= 32 ? k : k <= 66 ? 127 + (k - 33) : 173;
-        } else if (cp < 256) {
-            byte = (int)cp;
-        } else {
-            /* not a byte-level character: copy the raw UTF-8 */
-            for (int j = 0; j < l && i + (size_t)j < t->len; j++, n++)
-                if (n < cap) buf[n] = t->ptr[i + (size_t)j];
-            i += (size_t)l;
-            continue;
-        }
-        if (n < cap) buf[n] = (char)byte;
-        n++;
-        i += (size_t)l;
-    }
-    return n <= cap ? (int)n : -(int)n;
-}
-
 static int hex_digit(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -351,7 +318,7 @@ int vocab_piece(const struct vocab *v, int32_t id, bool render_special, char *bu
         buf[0] = (char)(hi << 4 | lo);
         return 1;
     } else if (v->type == VOCAB_BPE && kind != TOKEN_USER_DEFINED) {
-        return bpe_decode(t, buf, cap);
+        return bpe_token_bytes(t, buf, cap);
     } else if (v->type == VOCAB_SPM && kind != TOKEN_USER_DEFINED) {
         /* U+2581 (e2 96 81) is a space */
         size_t n = 0;

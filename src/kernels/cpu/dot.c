@@ -22,10 +22,11 @@ static enum act_type act_for(enum dtype t)
     }
 }
 
-enum cpu_isa cpu_best_isa(void)
+static enum cpu_isa best_isa;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+static void detect_isa(void)
 {
-    static enum cpu_isa best = (enum cpu_isa)-1;
-    if ((int)best >= 0) return best;
     enum cpu_isa isa = ISA_REF;
     const char *force = getenv("KILN_ISA"); /* "ref" or "avx2" caps the choice, for tests */
     __builtin_cpu_init();
@@ -39,8 +40,13 @@ enum cpu_isa cpu_best_isa(void)
         isa = ISA_AVX512;
     if (force && strcmp(force, "ref") == 0) isa = ISA_REF;
     if (force && strcmp(force, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
-    best = isa;
-    return best;
+    best_isa = isa;
+}
+
+enum cpu_isa cpu_best_isa(void)
+{
+    pthread_once(&isa_once, detect_isa);
+    return best_isa;
 }
 
 const char *cpu_isa_name(enum cpu_isa isa)

@@ -39,8 +39,7 @@ static inline __m256i nibbles(const uint8_t *qs)
 /* 0x10 in byte j where bit j of the 32-bit qh is set, else 0. */
 static inline __m256i high_bits(const uint8_t *qh)
 {
-    uint32_t x;
-    memcpy(&x, qh, 4);
+    uint32_t x = load_u32(qh);
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
                                              0x0101010101010101, 0x0000000000000000);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);

@@ -42,13 +42,6 @@ static int nibble_dot(const uint8_t *qs, uint32_t qh, int offset, const int8_t *
     return s;
 }
 
-static uint32_t load_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static float dot_q4_0(const void *w, const void *a, int64_t n)
 {
     const struct block_q4_0 *x = w;
