@@ -142,6 +142,24 @@ kiln_status kiln_generate(kiln_context *ctx, const int32_t *prompt, size_t n_pro
                           const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
                           struct kiln_generate_result *result, struct kiln_err *err);
 
+/* ---- quantization ---------------------------------------------------------------------- */
+
+struct kiln_quantize_params {
+    const char *type;      /* "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m",
+                            * "q6_k", "f16", "bf16" or "f32" (any case) */
+    int n_threads;         /* 0: one per online core */
+    bool allow_requantize; /* accept already-quantized input tensors (loses quality) */
+};
+
+/* Writes a copy of the GGUF file at in_path to out_path with its weight matrices in the
+ * requested type: metadata copied, general.file_type updated, norms and biases kept, and
+ * for the _M types the more sensitive tensors (output, some attn_v / ffn_down layers) at
+ * Q6_K, as llama.cpp's recipes do. Logs one line per tensor at info level. out_path
+ * appears only when complete. Fails with KILN_EINVAL (unknown type, quantized input
+ * without allow_requantize), KILN_EFORMAT / KILN_EIO / KILN_ENOMEM. */
+kiln_status kiln_quantize(const char *in_path, const char *out_path,
+                          const struct kiln_quantize_params *params, struct kiln_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@ struct cli_opts {
     bool parse_special;
     bool ignore_eos;
     bool show_ids;
+    bool allow_requantize;
     struct kiln_sampling sampling;
     const char *stop[16];
     int n_stop;
@@ -39,5 +40,6 @@ int cmd_tokenize(struct cli_opts *o);
 int cmd_logits(struct cli_opts *o);
 int cmd_generate(struct cli_opts *o);
 int cmd_chat(struct cli_opts *o);
+int cmd_quantize(struct cli_opts *o);
 
 #endif

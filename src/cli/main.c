@@ -18,6 +18,8 @@ static const char usage[] =
     "  info      MODEL.gguf                                     metadata and tensor table\n"
     "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
     "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
+    "  quantize  IN.gguf OUT.gguf TYPE [--allow-requantize]   TYPE: q8_0 q4_0 q4_1 q5_0 q5_1\n"
+    "                                  q4_k_m q5_k_m q6_k f16 bf16 f32\n"
     "\n"
     "options:\n"
     "  -m, --model-path PATH   GGUF model file\n"
@@ -102,6 +104,8 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
                 o->ignore_eos = true;
             else if (!strcmp(a, "--ids"))
                 o->show_ids = true;
+            else if (!strcmp(a, "--allow-requantize"))
+                o->allow_requantize = true;
             else if (a[0] != '-' && o->n_positional < 4)
                 o->positional[o->n_positional++] = a;
             else {
@@ -179,6 +183,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "logits")) return cmd_logits(&o);
     if (!strcmp(cmd, "generate")) return cmd_generate(&o);
     if (!strcmp(cmd, "chat")) return cmd_chat(&o);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(&o);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -55,6 +55,11 @@ static const char *const type_names[GGUF_TYPE_COUNT] = {
     "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
 };
 
+uint64_t gguf_scalar_size(enum gguf_type t)
+{
+    return (unsigned)t < GGUF_TYPE_COUNT ? scalar_size[t] : 0;
+}
+
 const char *gguf_type_name(enum gguf_type t)
 {
     return (unsigned)t < GGUF_TYPE_COUNT ? type_names[t] : "unknown";

@@ -109,5 +109,7 @@ bool gguf_array_int(const struct gguf_value *v, uint64_t i, int64_t *out);
 bool gguf_array_float(const struct gguf_value *v, uint64_t i, double *out);
 
 const char *gguf_type_name(enum gguf_type t);
+/* Bytes of one scalar of type t; 0 for STRING, ARRAY and unknown types. */
+uint64_t gguf_scalar_size(enum gguf_type t);
 
 #endif

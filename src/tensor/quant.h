@@ -25,7 +25,14 @@ void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n);
 void quantize_row_q8_k(struct block_q8_k *y, const float *x, int64_t n);
 
 /* Weight quantizers (GGUF layouts), for `kiln quantize`; n a multiple of the block size.
+ * Writes F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (byte-identical to llama.cpp's
+ * reference quantizers) and Q4_K, Q5_K, Q6_K (kiln's own error-minimizing search).
  * Returns false for a type kiln cannot write. */
 bool quantize_row(enum dtype t, void *y, const float *x, int64_t n);
+
+/* The K-quant weight quantizers behind quantize_row (src/tensor/quantize_k.c). */
+void quantize_q4_k(struct block_q4_k *y, const float *x, int64_t n);
+void quantize_q5_k(struct block_q5_k *y, const float *x, int64_t n);
+void quantize_q6_k(struct block_q6_k *y, const float *x, int64_t n);
 
 #endif

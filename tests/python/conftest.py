@@ -2,6 +2,7 @@
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +32,23 @@ def run_kiln(kiln_bin, *args, timeout=600):
         pytest.fail(f"kiln {' '.join(map(str, args))} exited {proc.returncode}:\n"
                     f"{proc.stderr.decode(errors='replace')}")
     return proc.stdout
+
+
+def fetch_model(name):
+    """Path of a real model from scripts/fetch-model (downloads it once into the cache)."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-model"), name],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"cannot fetch {name}: {out.stderr}")
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def build_tool():
+    """Path of a helper built from tests/tools (e.g. dump_tensor)."""
+    def path(name):
+        p = ROOT / "build" / name
+        if not p.exists():
+            pytest.fail(f"{p} does not exist: run `make` first")
+        return p
+    return path

@@ -3,12 +3,9 @@ llama.cpp's on the same file: the ids in data/real_models.json were produced by
 make_real_model_expectations.py with llama-cpp-python."""
 import json
 import pathlib
-import subprocess
-import sys
-
 import pytest
 
-from conftest import ROOT, run_kiln
+from conftest import fetch_model, run_kiln
 
 DATA = json.loads((pathlib.Path(__file__).parent / "data" / "real_models.json").read_text())
 # A step where llama.cpp's own top two logits are this close is a near tie: rounding
@@ -21,11 +18,7 @@ NEAR_TIE = 0.3
 
 @pytest.fixture(scope="module", params=[d["model"] for d in DATA])
 def real_model(request):
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch-model"), request.param],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.fail(f"cannot fetch {request.param}: {out.stderr}")
-    return request.param, out.stdout.strip()
+    return request.param, fetch_model(request.param)
 
 
 def test_greedy_matches_llama_cpp(kiln_bin, real_model):

@@ -2,6 +2,9 @@
  * with a message, never a crash. Mirrors src/gguf/gguf.c. */
 #include "check.h"
 #include "gguf/gguf.h"
+#include "gguf/gguf_write.h"
+
+#include <unistd.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -259,6 +262,115 @@ static void test_gguf_reads_every_synthetic_model(void)
           "%s", err.msg);
 }
 
+static bool values_equal(const struct gguf_value *a, const struct gguf_value *b)
+{
+    if (a->type != b->type) return false;
+    switch (a->type) {
+    case GGUF_STRING: return a->s.len == b->s.len && !memcmp(a->s.ptr, b->s.ptr, a->s.len);
+    case GGUF_ARRAY:
+        if (a->arr.type != b->arr.type || a->arr.n != b->arr.n) return false;
+        if (a->arr.items) {
+            for (uint64_t i = 0; i < a->arr.n; i++)
+                if (!values_equal(&a->arr.items[i], &b->arr.items[i])) return false;
+            return true;
+        }
+        return !memcmp(a->arr.data, b->arr.data, a->arr.n * gguf_scalar_size(a->arr.type));
+    case GGUF_F32: case GGUF_F64: return a->f == b->f;
+    default: return a->u == b->u;
+    }
+}
+
+/* A model copied through the writer reads back with the same metadata (string arrays,
+ * every scalar type) and the same tensor bytes, at the writer's alignment. */
+static void test_gguf_writer_roundtrips_a_model(void)
+{
+    char src[1024], dst[256];
+    snprintf(src, sizeof src, "%s/models/synthetic/llama-gqa.q4_k_m.gguf", check_shared_dir());
+    snprintf(dst, sizeof dst, "/tmp/kiln-test-writer-%d.gguf", (int)getpid());
+    struct kiln_err err = {{0}};
+    struct gguf_file *g = NULL, *back = NULL;
+    struct gguf_writer *w = NULL;
+    CHECK(gguf_open(src, &g, &err) == KILN_OK, "%s", err.msg);
+    CHECK(gguf_writer_open(dst, &w, &err) == KILN_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        CHECK(gguf_writer_set(w, g->kv[i].key, &g->kv[i].value) == KILN_OK, "%s", err.msg);
+    struct gguf_value u8 = {.type = GGUF_U8, .u = 200}, i16 = {.type = GGUF_I16, .i = -300};
+    struct gguf_value f64 = {.type = GGUF_F64, .f = 0.125}, b = {.type = GGUF_BOOL, .u = 1};
+    CHECK(gguf_writer_set(w, "test.u8", &u8) == KILN_OK && gguf_writer_set(w, "test.i16", &i16) ==
+          KILN_OK && gguf_writer_set(w, "test.f64", &f64) == KILN_OK &&
+          gguf_writer_set(w, "test.bool", &b) == KILN_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct gguf_tensor *t = &g->tensors[i];
+        CHECK(gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne) == KILN_OK, "%s",
+              err.msg);
+    }
+    CHECK(access(dst, F_OK) != 0, "the file appears before it is finished");
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        /* Data in two uneven pieces, to exercise partial writes. */
+        const struct gguf_tensor *t = &g->tensors[i];
+        uint64_t half = t->size / 3;
+        CHECK(gguf_writer_write(w, t->data, half) == KILN_OK &&
+              gguf_writer_write(w, (const uint8_t *)t->data + half, t->size - half) == KILN_OK,
+              "%s", err.msg);
+    }
+    CHECK(gguf_writer_finish(w) == KILN_OK, "%s", err.msg);
+    gguf_writer_free(w);
+    CHECK(gguf_open(dst, &back, &err) == KILN_OK, "%s", err.msg);
+    CHECK(back->n_kv == g->n_kv + 4 && back->n_tensors == g->n_tensors, "counts");
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct gguf_value *v = gguf_get(back, g->kv[i].key);
+        CHECK(v && values_equal(v, &g->kv[i].value), "key %s differs", g->kv[i].key);
+    }
+    int64_t iv;
+    double fv;
+    CHECK(gguf_value_int(gguf_get(back, "test.u8"), &iv) && iv == 200, "u8");
+    CHECK(gguf_value_int(gguf_get(back, "test.i16"), &iv) && iv == -300, "i16");
+    CHECK(gguf_value_float(gguf_get(back, "test.f64"), &fv) && fv == 0.125, "f64");
+    CHECK(gguf_get(back, "test.bool")->u == 1, "bool");
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct gguf_tensor *a = &g->tensors[i], *c = gguf_find_tensor(back, a->name);
+        CHECK(c && c->type == a->type && c->size == a->size &&
+              !memcmp(c->ne, a->ne, sizeof a->ne) && !memcmp(c->data, a->data, a->size),
+              "tensor %s differs", a->name);
+        CHECK(c->offset % GGUF_DEFAULT_ALIGNMENT == 0, "tensor %s misaligned", a->name);
+    }
+    gguf_close(back);
+    gguf_close(g);
+    remove(dst);
+}
+
+/* Too little or too much data is an error, and an abandoned writer leaves no file. */
+static void test_gguf_writer_checks_data_and_cleans_up(void)
+{
+    char dst[256];
+    snprintf(dst, sizeof dst, "/tmp/kiln-test-writer-bad-%d.gguf", (int)getpid());
+    char part[300];
+    snprintf(part, sizeof part, "%s.part", dst);
+    struct kiln_err err = {{0}};
+    struct gguf_writer *w = NULL;
+    int64_t ne[2] = {32, 2};
+    uint8_t data[256] = {0};
+    CHECK(gguf_writer_open(dst, &w, &err) == KILN_OK, "%s", err.msg);
+    CHECK(gguf_writer_add_tensor(w, "a", DTYPE_Q8_0, 2, ne) == KILN_OK, "%s", err.msg);
+    int64_t odd[2] = {33, 1};
+    CHECK(gguf_writer_add_tensor(w, "b", DTYPE_Q8_0, 2, odd) == KILN_EINVAL &&
+          strstr(err.msg, "columns"), "33 columns accepted for Q8_0");
+    CHECK(gguf_writer_write(w, data, 34) == KILN_OK, "%s", err.msg);
+    CHECK(gguf_writer_finish(w) == KILN_EINVAL && strstr(err.msg, "tensor a"), "short data: %s",
+          err.msg);
+    CHECK(access(part, F_OK) == 0, "the partial file should exist until freed");
+    gguf_writer_free(w);
+    CHECK(access(part, F_OK) != 0 && access(dst, F_OK) != 0, "abandoned writer left a file");
+    CHECK(gguf_writer_open(dst, &w, &err) == KILN_OK, "%s", err.msg);
+    CHECK(gguf_writer_add_tensor(w, "a", DTYPE_Q8_0, 2, ne) == KILN_OK, "%s", err.msg);
+    CHECK(gguf_writer_write(w, data, 69) == KILN_EINVAL && strstr(err.msg, "more tensor data"),
+          "long data accepted");
+    gguf_writer_free(w);
+    CHECK(access(dst, F_OK) != 0, "failed writer left a file");
+    CHECK(gguf_writer_open("/nonexistent-dir/x.gguf", &w, &err) == KILN_EIO &&
+          strstr(err.msg, "nonexistent-dir"), "%s", err.msg);
+}
+
 int main(void)
 {
     RUN(test_gguf_reads_valid_file);
@@ -269,5 +381,7 @@ int main(void)
     RUN(test_gguf_rejects_duplicates_and_unknown_types);
     RUN(test_gguf_reads_nested_arrays_and_rejects_deep_nesting);
     RUN(test_gguf_reads_every_synthetic_model);
+    RUN(test_gguf_writer_roundtrips_a_model);
+    RUN(test_gguf_writer_checks_data_and_cleans_up);
     return check_summary();
 }

@@ -152,12 +152,63 @@ static void test_q8_0_quantize_roundtrip_is_close(void)
     for (int i = 0; i < 256; i++) CHECK(fabsf(x[i] - y[i]) < 0.005f, "element %d", i);
 }
 
+/* Every weight quantizer on awkward blocks: all zero, constant, one outlier, all negative,
+ * tiny and huge magnitudes. The result must decode to finite values within the error the
+ * format allows (a fraction of the super-block's range), and zeros must stay zeros. */
+static void test_weight_quantizers_on_edge_blocks(void)
+{
+    static const enum dtype types[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0,
+                                       DTYPE_Q5_1, DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K};
+    /* Largest error as a fraction of max|x| (or of max-min for the offset types). */
+    static const float max_rel_err[] = {0.005f, 0.08f, 0.04f, 0.04f, 0.02f, 0.1f, 0.05f, 0.03f};
+    enum { N = 512 };
+    float x[N], y[N];
+    uint8_t q[N * 2];
+    for (int shape = 0; shape < 7; shape++) {
+        for (int i = 0; i < N; i++) {
+            float r = next_f() * 2 - 1;
+            switch (shape) {
+            case 0: x[i] = 0; break;
+            case 1: x[i] = 0.75f; break;
+            case 2: x[i] = (i % 97 == 5) ? 40.0f : r * 0.01f; break;
+            case 3: x[i] = -1.0f - fabsf(r); break;
+            case 4: x[i] = r * 1e-6f; break;
+            case 5: x[i] = r * 3000.0f; break;
+            default: x[i] = r; break;
+            }
+        }
+        float lo = x[0], hi = x[0], amax = 0;
+        for (int i = 0; i < N; i++) {
+            lo = fminf(lo, x[i]);
+            hi = fmaxf(hi, x[i]);
+            amax = fmaxf(amax, fabsf(x[i]));
+        }
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            enum dtype t = types[k];
+            CHECK(quantize_row(t, q, x, N), "quantize %s", dtype_get(t)->name);
+            CHECK(dequantize_row(t, y, q, N), "dequantize %s", dtype_get(t)->name);
+            /* A block mixing an outlier with small values is bounded by the outlier. */
+            float span = fmaxf(amax, hi - lo);
+            for (int i = 0; i < N; i++) {
+                CHECK(isfinite(y[i]), "%s shape %d: element %d not finite", dtype_get(t)->name,
+                      shape, i);
+                if (shape == 0) CHECK(y[i] == 0, "%s: zero became %g", dtype_get(t)->name, y[i]);
+                /* F16 scales cannot hold steps below ~6e-8: tiny blocks may flush to 0. */
+                CHECK(fabsf(y[i] - x[i]) <= max_rel_err[k] * span + 1e-5f,
+                      "%s shape %d: element %d: %g decoded as %g", dtype_get(t)->name, shape, i,
+                      x[i], y[i]);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     RUN(test_f16_conversion_roundtrips);
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
     RUN(test_q8_0_quantize_roundtrip_is_close);
+    RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));
     return check_summary();
 }
