@@ -1,11 +1,11 @@
 /* The public API: opens models, tokenizes, evaluates and generates.
  * Contract: include/kiln.h. */
-#define _GNU_SOURCE /* memmem */
 #include "kiln.h"
 
 #include "base/log.h"
 #include "base/status.h"
 #include "engine/sampler.h"
+#include "engine/text_stream.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -194,73 +194,20 @@ kiln_status kiln_eval(kiln_context *c, const int32_t *tokens, size_t n, bool all
     return KILN_OK;
 }
 
-/* Text produced so far, and how much of it the callback has seen. */
-struct stream {
-    char *text;
-    size_t len, cap, emitted;
-};
-
-static bool stream_append(struct stream *s, const char *p, size_t n)
-{
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        while (cap < s->len + n + 1) cap *= 2;
-        char *t = realloc(s->text, cap);
-        if (!t) return false;
-        s->text = t;
-        s->cap = cap;
-    }
-    memcpy(s->text + s->len, p, n);
-    s->len += n;
-    s->text[s->len] = 0;
-    return true;
-}
-
-/* Bytes at the end of s that start an incomplete UTF-8 sequence. */
-static size_t incomplete_utf8_tail(const char *s, size_t len)
-{
-    for (size_t back = 1; back <= 4 && back <= len; back++) {
-        unsigned char c = (unsigned char)s[len - back];
-        if ((c & 0xc0) == 0x80) continue; /* continuation byte: look further back */
-        int need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-        return need > (int)back ? back : 0;
-    }
-    return 0;
-}
-
-/* Finds the first stop string in the unemitted text; returns its offset or -1. Also sets
- * *hold to the length of the longest tail that could still become a stop string. */
-static long find_stop(const struct stream *s, const struct kiln_generate_params *p, size_t *hold)
-{
-    long found = -1;
-    *hold = 0;
-    for (size_t i = 0; i < p->n_stop; i++) {
-        const char *stop = p->stop[i];
-        size_t sl = strlen(stop);
-        if (!sl) continue;
-        size_t from = s->emitted;
-        const char *hit = s->len >= sl ? memmem(s->text + from, s->len - from, stop, sl) : NULL;
-        if (hit && (found < 0 || hit - s->text < found)) found = hit - s->text;
-        for (size_t k = sl - 1; k > 0; k--)
-            if (k <= s->len - from && memcmp(s->text + s->len - k, stop, k) == 0) {
-                if (k > *hold) *hold = k;
-                break;
-            }
-    }
-    return found;
-}
-
 kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_prompt,
                           const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
                           struct kiln_generate_result *result, struct kiln_err *err)
 {
     const kiln_model *km = c->model;
     struct sampler smp;
-    struct stream out = {0};
+    struct text_stream out;
     struct kiln_generate_result res = {KILN_FINISH_LENGTH, (int32_t)n_prompt, 0};
+    const char *text;
+    size_t len;
     if (n_prompt == 0) return kiln_fail(err, KILN_EINVAL, "the prompt is empty");
     kiln_status st = sampler_init(&smp, &params->sampling, km->m.hp.n_vocab, err);
     if (st != KILN_OK) return st;
+    text_stream_init(&out, params->stop, params->n_stop);
     kiln_context_reset(c);
     if ((st = kiln_eval(c, prompt, n_prompt, false, c->logits, err)) != KILN_OK) goto done;
     for (;;) {
@@ -272,29 +219,16 @@ kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_promp
         res.n_generated++;
         char piece[256];
         int n = kiln_token_to_piece(km, tok, false, piece, sizeof piece);
-        if (n < 0 || !stream_append(&out, piece, (size_t)(n > 0 ? n : 0))) {
+        if (n < 0 || text_stream_push(&out, piece, (size_t)n, &text, &len) != KILN_OK) {
             st = kiln_fail(err, KILN_ENOMEM, "out of memory for the output text");
             goto done;
         }
-        size_t hold;
-        long stop_at = find_stop(&out, params, &hold);
-        /* Emit up to the stop string, or else up to what could still start one, less an
-         * unfinished UTF-8 sequence. */
-        size_t end = (size_t)stop_at;
-        if (stop_at < 0) {
-            end = out.len - hold;
-            end -= incomplete_utf8_tail(out.text, end);
+        if (len > 0 && cb && !cb(user, tok, text, len)) {
+            res.finish = KILN_FINISH_CANCELED;
+            break;
         }
-        if (end > out.emitted) {
-            if (cb && !cb(user, tok, out.text + out.emitted, end - out.emitted)) {
-                res.finish = KILN_FINISH_CANCELED;
-                break;
-            }
-            out.emitted = end;
-        }
-        if (stop_at >= 0) {
+        if (out.stopped) {
             res.finish = KILN_FINISH_STOP;
-            out.len = out.emitted; /* nothing after the stop string is sent */
             break;
         }
         if ((params->max_tokens >= 0 && res.n_generated >= params->max_tokens) ||
@@ -303,11 +237,12 @@ kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_promp
         if ((st = kiln_eval(c, &tok, 1, false, c->logits, err)) != KILN_OK) goto done;
     }
     /* Flush what was held back for a stop string or an unfinished UTF-8 sequence. */
-    if (res.finish != KILN_FINISH_CANCELED && out.len > out.emitted && cb)
-        cb(user, -1, out.text + out.emitted, out.len - out.emitted);
+    if (res.finish != KILN_FINISH_CANCELED && text_stream_finish(&out, &text, &len) == KILN_OK &&
+        len > 0 && cb)
+        cb(user, -1, text, len);
 done:
     sampler_free(&smp);
-    free(out.text);
+    text_stream_free(&out);
     if (result) *result = res;
     return st;
 }
