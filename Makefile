@@ -36,13 +36,18 @@ pytest: build
 	@$(PY) -m pytest -q tests/python
 
 FUZZ_SECONDS ?= 30
+FUZZERS := gguf jinja
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf
-	@$(PY) tests/fuzz/make_corpus.py build-fuzz/corpus/gguf >/dev/null
-	@mkdir -p build-fuzz/work/gguf
-	@build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
-	  build-fuzz/work/gguf build-fuzz/corpus/gguf 2>&1 | tail -n 3
+	@cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  $(PY) tests/fuzz/make_corpus.py $$f build-fuzz/corpus/$$f >/dev/null || exit 1; \
+	  mkdir -p build-fuzz/work/$$f; echo "fuzz_$$f:"; \
+	  build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=0 \
+	    build-fuzz/work/$$f build-fuzz/corpus/$$f > build-fuzz/fuzz_$$f.log 2>&1; rc=$$?; \
+	  tail -n 3 build-fuzz/fuzz_$$f.log; \
+	  if [ $$rc -ne 0 ]; then echo "fuzz_$$f failed: see build-fuzz/fuzz_$$f.log"; exit 1; fi; \
+	done
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,14 +1,26 @@
 #!/usr/bin/env python3
-"""Writes the fuzzers' seed corpora: small valid GGUF files made with the gguf package.
+"""Writes a fuzzer's seed corpus: `make_corpus.py gguf DIR` (small valid GGUF files made
+with the gguf package) or `make_corpus.py jinja DIR` (the real chat templates).
 Run by `make fuzz`; the outputs are not committed."""
+import os
 import pathlib
+import shutil
 import sys
 
 import numpy as np
 import gguf
 
-out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "build-fuzz/corpus/gguf")
+target = sys.argv[1]
+out = pathlib.Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
+shared = pathlib.Path(os.environ.get("KILN_SHARED_DIR",
+                                     pathlib.Path(__file__).resolve().parents[3] / "shared"))
+
+if target == "jinja":
+    for template in (shared / "chat-templates").glob("*.jinja"):
+        shutil.copy(template, out / template.name)
+    print(f"wrote seeds to {out}")
+    sys.exit(0)
 
 w = gguf.GGUFWriter(str(out / "tiny.gguf"), "llama")
 w.add_block_count(1)
