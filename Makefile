@@ -1,11 +1,14 @@
-# kiln: the entry points a newcomer uses. `make run` installs everything and generates text
-# with a real model; `make test` runs every test. The build itself is CMake (CMakeLists.txt).
+# kiln: the entry points a newcomer uses. `make serve` installs everything and serves a real
+# model on an OpenAI-compatible API; `make run` generates text with it; `make test` runs
+# every test. The build itself is CMake (CMakeLists.txt).
 BUILD ?= build
 JOBS ?= $(shell nproc)
 PY := .venv/bin/python
 PROMPT ?= The three primary colors are
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: all build run test unit sanitize fuzz pytest format lint clean bootstrap
+.PHONY: all build run serve test unit sanitize fuzz pytest format lint clean bootstrap
 
 all: build
 
@@ -21,7 +24,13 @@ run: bootstrap build
 	@model=$$($(PY) scripts/fetch-model smollm2-135m-instruct) && \
 	  $(BUILD)/kiln generate --model-path "$$model" --prompt "$(PROMPT)" -n 64 --temperature 0
 
-# Every test: unit tests (release and ASan+UBSan), Python tests, a short fuzz run.
+# Install, fetch the default model and serve it at http://$(HOST):$(PORT)/v1 until Ctrl-C.
+serve: bootstrap build
+	@model=$$($(PY) scripts/fetch-model smollm2-135m-instruct) && \
+	  exec $(BUILD)/kiln serve --model-path "$$model" --host $(HOST) --port $(PORT)
+
+# Every test: unit tests and the end-to-end server tests (release and ASan+UBSan), the
+# Python reference tests, a short fuzz run of every target.
 test: bootstrap unit sanitize fuzz pytest
 
 unit: build
@@ -31,12 +40,14 @@ sanitize:
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	@echo "end-to-end tests against the ASan+UBSan server:"
+	@KILN_BIN=build-asan/kiln ASAN_OPTIONS=detect_leaks=1 $(PY) -m pytest -q tests/e2e
 
 pytest: build
-	@$(PY) -m pytest -q tests/python
+	@$(PY) -m pytest -q tests/python tests/e2e
 
 FUZZ_SECONDS ?= 30
-FUZZERS := gguf jinja
+FUZZERS := gguf jinja request
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))

@@ -20,7 +20,8 @@ extern "C" {
     X(KILN_EUNSUPP, -4, "not supported")                                                           \
     X(KILN_EIO, -5, "input/output error")                                                          \
     X(KILN_EINVAL, -6, "invalid argument")                                                         \
-    X(KILN_ECANCELED, -7, "canceled")
+    X(KILN_ECANCELED, -7, "canceled")                                                              \
+    X(KILN_EBUSY, -8, "busy")
 
 typedef enum {
 #define KILN_X_ENUM(name, value, msg) name = value,
@@ -53,6 +54,7 @@ void kiln_model_free(kiln_model *model);
 int32_t kiln_model_n_vocab(const kiln_model *model);
 int32_t kiln_model_n_ctx_train(const kiln_model *model);
 int32_t kiln_model_bos(const kiln_model *model);      /* -1 when the model has none */
+int32_t kiln_model_eos(const kiln_model *model);      /* -1 when the model has none */
 bool kiln_model_is_eog(const kiln_model *model, int32_t token); /* end of generation */
 /* The model's Jinja chat template (tokenizer.chat_template), or NULL. */
 const char *kiln_model_chat_template(const kiln_model *model);
@@ -85,6 +87,7 @@ void kiln_context_free(kiln_context *ctx);
 /* Forgets every token evaluated so far. */
 void kiln_context_reset(kiln_context *ctx);
 int32_t kiln_context_n_past(const kiln_context *ctx);
+int32_t kiln_context_n_ctx(const kiln_context *ctx);
 
 /* Appends n tokens to the sequence and runs the model over them. logits receives
  * [n][n_vocab] floats when all_logits, else [n_vocab] for the last token; may be NULL.

@@ -98,6 +98,11 @@ int32_t kiln_model_bos(const kiln_model *km)
     return km->vocab.bos;
 }
 
+int32_t kiln_model_eos(const kiln_model *km)
+{
+    return km->vocab.eos;
+}
+
 bool kiln_model_is_eog(const kiln_model *km, int32_t token)
 {
     return vocab_is_eog(&km->vocab, token);
@@ -168,6 +173,11 @@ void kiln_context_reset(kiln_context *c)
 int32_t kiln_context_n_past(const kiln_context *c)
 {
     return c->fs.n_past;
+}
+
+int32_t kiln_context_n_ctx(const kiln_context *c)
+{
+    return c->fs.n_ctx;
 }
 
 kiln_status kiln_eval(kiln_context *c, const int32_t *tokens, size_t n, bool all_logits,

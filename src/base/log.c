@@ -11,6 +11,7 @@
 static enum log_level g_level = LOG_WARN;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
+static FILE *g_file; /* NULL: stderr */
 
 int log_level_parse(const char *name)
 {
@@ -23,6 +24,18 @@ int log_level_parse(const char *name)
 void log_set_level(enum log_level level)
 {
     g_level = level;
+}
+
+bool log_open_file(const char *path)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) return false;
+    setvbuf(f, NULL, _IOLBF, 0);
+    pthread_mutex_lock(&g_lock);
+    if (g_file) fclose(g_file);
+    g_file = f;
+    pthread_mutex_unlock(&g_lock);
+    return true;
 }
 
 enum log_level log_get_level(void)
@@ -46,6 +59,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     pthread_mutex_lock(&g_lock);
-    fprintf(stderr, "%s\n", line);
+    fprintf(g_file ? g_file : stderr, "%s\n", line);
     pthread_mutex_unlock(&g_lock);
 }

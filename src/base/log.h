@@ -3,11 +3,15 @@
 #ifndef KILN_BASE_LOG_H
 #define KILN_BASE_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
 /* Parses "debug", "info", "warn", "error" or "off"; returns -1 when unknown. */
 int log_level_parse(const char *name);
 void log_set_level(enum log_level level);
+/* Appends the log to path instead of stderr; false when it cannot be opened. */
+bool log_open_file(const char *path);
 enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

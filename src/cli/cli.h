@@ -20,6 +20,10 @@ struct cli_opts {
     bool ignore_eos;
     bool show_ids;
     bool allow_requantize;
+    /* serve */
+    const char *host, *served_model_name, *api_key, *api_key_file, *chat_template,
+        *allowed_origin, *log_file;
+    int port, max_num_seqs, max_waiting, max_body_mb, timeout_s, shutdown_grace_s;
     struct kiln_sampling sampling;
     const char *stop[16];
     int n_stop;
@@ -41,5 +45,6 @@ int cmd_logits(struct cli_opts *o);
 int cmd_generate(struct cli_opts *o);
 int cmd_chat(struct cli_opts *o);
 int cmd_quantize(struct cli_opts *o);
+int cmd_serve(struct cli_opts *o);
 
 #endif

@@ -68,14 +68,3 @@ done:
     kiln_model_free(m);
     return rc;
 }
-
-int cmd_chat(struct cli_opts *o)
-{
-    kiln_model *m = cli_open_model(o);
-    if (!m) return 1;
-    fprintf(stderr, "kiln chat: the chat template engine is not built yet (it arrives with the "
-                    "server); this model's template is %s. Use `kiln generate` meanwhile.\n",
-            kiln_model_chat_template(m) ? "present" : "absent");
-    kiln_model_free(m);
-    return 2;
-}

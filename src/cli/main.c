@@ -13,8 +13,9 @@ static const char usage[] =
     "usage: kiln COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  serve     --model-path M [--host 127.0.0.1] [--port 8000]   OpenAI-compatible server\n"
     "  generate  --model-path M --prompt P [-n N] [sampling]   stream a continuation\n"
-    "  chat      --model-path M                                 interactive chat\n"
+    "  chat      --model-path M [-p SYSTEM] [--chat-template T]  interactive chat\n"
     "  info      MODEL.gguf                                     metadata and tensor table\n"
     "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
     "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
@@ -31,7 +32,22 @@ static const char usage[] =
     "  --repeat-penalty F --presence-penalty F --frequency-penalty F --repeat-last-n N\n"
     "  --stop TEXT             stop string (repeatable)\n"
     "  --ignore-eos            keep generating past end-of-generation tokens\n"
-    "  --log-level LEVEL       debug, info, warn, error (default warn; also KILN_LOG_LEVEL)\n";
+    "  --log-level LEVEL       debug, info, warn, error (default warn; serve: info; also\n"
+    "                          KILN_LOG_LEVEL)\n"
+    "  --log-file PATH         append the log there instead of stderr\n"
+    "\n"
+    "serve options:\n"
+    "  --host ADDR --port N    where to listen (default 127.0.0.1:8000)\n"
+    "  --served-model-name ID  the model id clients use (default: the file name)\n"
+    "  --api-key KEY           require 'Authorization: Bearer KEY' (also KILN_API_KEY,\n"
+    "                          --api-key-file PATH); /health and /metrics stay open\n"
+    "  --chat-template FILE    Jinja chat template instead of the model's\n"
+    "  --allowed-origin ORIGIN send CORS headers allowing ORIGIN (e.g. '*')\n"
+    "  --max-num-seqs N        sequences generated at once (default 4)\n"
+    "  --max-waiting N         requests queued beyond those before 503 (default 256)\n"
+    "  --max-body-mb N         request body limit (default 10; larger: 413)\n"
+    "  --timeout S             close idle or stalled connections after S seconds (default 60)\n"
+    "  --shutdown-grace S      on SIGTERM, wait S seconds for requests in flight (default 30)\n";
 
 static bool parse_int(const char *s, int *out)
 {
@@ -94,6 +110,32 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
             if (ok) o->stop[o->n_stop++] = val;
         } else if (!strcmp(a, "--log-level"))
             o->log_level = val;
+        else if (!strcmp(a, "--log-file"))
+            o->log_file = val;
+        else if (!strcmp(a, "--host"))
+            o->host = val;
+        else if (!strcmp(a, "--port"))
+            ok = val && parse_int(val, &o->port) && o->port > 0 && o->port < 65536;
+        else if (!strcmp(a, "--served-model-name"))
+            o->served_model_name = val;
+        else if (!strcmp(a, "--api-key"))
+            o->api_key = val;
+        else if (!strcmp(a, "--api-key-file"))
+            o->api_key_file = val;
+        else if (!strcmp(a, "--chat-template"))
+            o->chat_template = val;
+        else if (!strcmp(a, "--allowed-origin"))
+            o->allowed_origin = val;
+        else if (!strcmp(a, "--max-num-seqs"))
+            ok = val && parse_int(val, &o->max_num_seqs) && o->max_num_seqs > 0;
+        else if (!strcmp(a, "--max-waiting"))
+            ok = val && parse_int(val, &o->max_waiting) && o->max_waiting > 0;
+        else if (!strcmp(a, "--max-body-mb"))
+            ok = val && parse_int(val, &o->max_body_mb) && o->max_body_mb > 0;
+        else if (!strcmp(a, "--timeout"))
+            ok = val && parse_int(val, &o->timeout_s) && o->timeout_s > 0;
+        else if (!strcmp(a, "--shutdown-grace"))
+            ok = val && parse_int(val, &o->shutdown_grace_s) && o->shutdown_grace_s > 0;
         else {
             takes = false;
             if (!strcmp(a, "--no-special"))
@@ -118,6 +160,10 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
             return false;
         }
         i += takes;
+    }
+    if (o->log_file && !log_open_file(o->log_file)) {
+        fprintf(stderr, "kiln: cannot open --log-file %s\n", o->log_file);
+        return false;
     }
     if (o->log_level) {
         int level = log_level_parse(o->log_level);
@@ -184,6 +230,11 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "generate")) return cmd_generate(&o);
     if (!strcmp(cmd, "chat")) return cmd_chat(&o);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(&o);
+    if (!strcmp(cmd, "serve")) {
+        /* the access log is info; show it unless a level was chosen */
+        if (!o.log_level && !env_level) log_set_level(LOG_INFO);
+        return cmd_serve(&o);
+    }
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

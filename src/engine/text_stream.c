@@ -59,6 +59,25 @@ size_t utf8_complete_prefix(const char *p, size_t n)
     return i;
 }
 
+size_t utf8_sanitize(char *dst, const char *src, size_t n)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        int len = utf8_sequence((const unsigned char *)src + i, n - i);
+        if (len > 0) {
+            memcpy(dst + o, src + i, (size_t)len);
+            o += (size_t)len;
+            i += (size_t)len;
+        } else {
+            memcpy(dst + o, REPLACEMENT, 3);
+            o += 3;
+            i += len < 0 ? n - i : 1;
+        }
+    }
+    dst[o] = 0;
+    return o;
+}
+
 static bool reserve(char **buf, size_t *cap, size_t need)
 {
     if (need <= *cap) return true;

@@ -38,4 +38,8 @@ kiln_status text_stream_finish(struct text_stream *s, const char **text, size_t 
  * unfinished (but so far valid) sequence. */
 size_t utf8_complete_prefix(const char *p, size_t n);
 
+/* Copies src to dst with every invalid or unfinished UTF-8 sequence replaced by U+FFFD;
+ * dst needs room for 3 * n + 1 bytes. Returns the bytes written (dst is NUL-terminated). */
+size_t utf8_sanitize(char *dst, const char *src, size_t n);
+
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a fuzzer's seed corpus: `make_corpus.py gguf DIR` (small valid GGUF files made
-with the gguf package) or `make_corpus.py jinja DIR` (the real chat templates).
+with the gguf package), `jinja DIR` (the real chat templates) or `request DIR` (OpenAI
+request bodies).
 Run by `make fuzz`; the outputs are not committed."""
 import os
 import pathlib
@@ -15,6 +16,24 @@ out = pathlib.Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 shared = pathlib.Path(os.environ.get("KILN_SHARED_DIR",
                                      pathlib.Path(__file__).resolve().parents[3] / "shared"))
+
+if target == "request":
+    import json
+    bodies = [
+        {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+         "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "n": 2,
+         "stop": ["\n", "END"], "seed": 42, "presence_penalty": 0.5, "frequency_penalty": 0.5,
+         "logit_bias": {"15": -100, "42": 5}, "logprobs": True, "top_logprobs": 3,
+         "stream": True, "stream_options": {"include_usage": True}},
+        {"prompt": ["a", "b"], "echo": True, "logprobs": 2, "max_tokens": 0},
+        {"prompt": [[1, 2, 3], [4, 5]], "stop": "x", "response_format": {"type": "text"}},
+        {"prompt": [1, 2, 3], "max_completion_tokens": 5, "ignore_eos": True},
+    ]
+    for i, body in enumerate(bodies):
+        (out / f"request{i}.json").write_text(json.dumps(body))
+    print(f"wrote seeds to {out}")
+    sys.exit(0)
 
 if target == "jinja":
     for template in (shared / "chat-templates").glob("*.jinja"):

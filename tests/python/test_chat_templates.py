@@ -10,7 +10,7 @@ import jinja2
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from conftest import SHARED
+from kiln_testing import SHARED
 
 TEMPLATES = sorted((SHARED / "chat-templates").glob("*.jinja"))
 

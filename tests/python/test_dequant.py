@@ -9,7 +9,7 @@ import pytest
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from conftest import SHARED, fetch_model
+from kiln_testing import SHARED, fetch_model
 
 SYNTHETIC = sorted(p.name for p in (SHARED / "models" / "synthetic").glob("*.gguf"))
 REAL = ["smollm2-135m-instruct", "gemma3-270m"]

@@ -10,7 +10,7 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize, quantize
 
-from conftest import SHARED, run_kiln
+from kiln_testing import SHARED, run_kiln
 
 SYNTH = SHARED / "models" / "synthetic"
 F32 = SYNTH / "llama-gqa.f32.gguf"

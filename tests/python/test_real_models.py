@@ -5,7 +5,7 @@ import json
 import pathlib
 import pytest
 
-from conftest import fetch_model, run_kiln
+from kiln_testing import fetch_model, run_kiln
 
 DATA = json.loads((pathlib.Path(__file__).parent / "data" / "real_models.json").read_text())
 # A step where llama.cpp's own top two logits are this close is a near tie: rounding

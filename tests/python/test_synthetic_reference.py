@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import SHARED, run_kiln
+from kiln_testing import SHARED, run_kiln
 from logits_match import mismatches, tolerance_for
 
 REFERENCES = sorted((SHARED / "models" / "synthetic" / "reference").glob("*.json"))

@@ -1,0 +1,110 @@
+/* The scheduler: one thread that owns the model's evaluation and every running sequence.
+ * Other threads (the HTTP server's) submit requests and read each sequence's events
+ * through its channel; they never touch the model or a context.
+ *
+ * Each step advances every running sequence: a prompt chunk for one still in prefill,
+ * one token for one decoding. New requests join at the next step, finished ones leave at
+ * once, a canceled one is dropped at the next step.
+ * Contract for src/engine/scheduler.c. All functions here are thread-safe. */
+#ifndef KILN_ENGINE_SCHEDULER_H
+#define KILN_ENGINE_SCHEDULER_H
+
+#include "kiln.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sched_params {
+    int32_t n_ctx;        /* tokens per sequence (0: the model's default) */
+    int max_num_seqs;     /* sequences running at once */
+    int max_waiting;      /* sequences queued beyond those; more and submit says busy */
+    int prefill_chunk;    /* prompt tokens per sequence per step */
+};
+
+#define SEQ_MAX_TOP_LOGPROBS 20
+
+struct token_logprob {
+    int32_t token;
+    float logprob;
+};
+
+/* A token with its log-probability under the model (before sampling settings) and the
+ * most likely alternatives. */
+struct token_logprobs {
+    int32_t token;
+    float logprob; /* NAN for the first prompt token, which has none */
+    int n_top;
+    struct token_logprob top[SEQ_MAX_TOP_LOGPROBS];
+};
+
+struct seq_request {
+    const int32_t *prompt; /* copied */
+    size_t n_prompt;
+    struct kiln_sampling sampling; /* logit_bias copied */
+    int32_t max_tokens;            /* >= 0; 0 only evaluates the prompt */
+    const char *const *stop;       /* copied */
+    size_t n_stop;
+    bool ignore_eos;
+    int top_logprobs;     /* < 0: no logprobs for generated tokens, else alternatives */
+    bool prompt_logprobs; /* also the prompt tokens' logprobs (echo) */
+};
+
+enum seq_event_type {
+    SEQ_PROMPT, /* the prompt's logprobs, when asked */
+    SEQ_TOKEN,  /* one generated token and the text it released (possibly empty) */
+    SEQ_DONE,   /* the end: the held-back text, finish reason, counts or an error */
+};
+
+struct seq_event {
+    enum seq_event_type type;
+    double time; /* CLOCK_MONOTONIC seconds when emitted */
+    char *text;  /* NUL-terminated UTF-8, owned by the event */
+    size_t len;
+    struct token_logprobs *logprobs; /* SEQ_TOKEN (when asked): one; SEQ_PROMPT: n_prompt */
+    size_t n_logprobs;
+    int32_t token; /* SEQ_TOKEN */
+    /* SEQ_DONE */
+    enum kiln_finish finish;
+    int32_t n_prompt, n_generated;
+    kiln_status status; /* KILN_OK unless the sequence failed */
+    char error[256];
+};
+
+struct scheduler;
+struct seq;
+
+/* Starts the thread and creates max_num_seqs contexts. */
+kiln_status scheduler_new(kiln_model *model, const struct sched_params *params,
+                          struct scheduler **out, struct kiln_err *err);
+/* Cancels every sequence (each gets SEQ_DONE with KILN_ECANCELED) and stops the thread;
+ * later submits fail with KILN_EBUSY. */
+void scheduler_stop(struct scheduler *s);
+/* Stops (if needed) and frees; channels still held by consumers stay valid until released. */
+void scheduler_free(struct scheduler *s);
+
+int32_t scheduler_n_ctx(const struct scheduler *s);
+
+/* Queues a request. Fails with KILN_ERANGE when the prompt plus max_tokens does not fit
+ * the context (message says by how much), KILN_EBUSY when the queue is full,
+ * KILN_EINVAL for bad sampling settings, KILN_ENOMEM. */
+kiln_status scheduler_submit(struct scheduler *s, const struct seq_request *req,
+                             struct seq **out, struct kiln_err *err);
+
+/* Waits up to timeout_ms for the sequence's next event. Returns true and fills *ev
+ * (free it with seq_event_free), or false on timeout. After SEQ_DONE there are no more. */
+bool seq_next_event(struct seq *q, struct seq_event *ev, int timeout_ms);
+void seq_event_free(struct seq_event *ev);
+/* Asks the scheduler to drop the sequence at its next step (it then sends SEQ_DONE with
+ * KILN_FINISH_CANCELED). */
+void seq_cancel(struct seq *q);
+/* The consumer is done with the channel: cancels the sequence if unfinished. */
+void seq_release(struct seq *q);
+
+struct sched_stats {
+    int running, waiting;
+    int64_t kv_used, kv_capacity; /* tokens held in running contexts, and all contexts' room */
+    uint64_t prompt_tokens, generated_tokens; /* totals since start */
+};
+void scheduler_stats(struct scheduler *s, struct sched_stats *out);
+
+#endif

@@ -1,0 +1,145 @@
+"""Operating the server: API keys, CORS, the access log, /metrics, client disconnects,
+a full queue, and a graceful SIGTERM."""
+import re
+import signal
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from e2e_support import Server
+
+MODEL = "smollm2"
+LONG = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
+        "ignore_eos": True}
+
+
+def metric(server, name, labels=""):
+    text = httpx.get(server.base_url + "/metrics").text
+    m = re.search(rf"^{re.escape(name)}\{{[^}}]*{re.escape(labels)}[^}}]*\}} ([0-9.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_api_key(model_path, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    for args, env, key in [(["--api-key", "s3cret"], {}, "s3cret"),
+                           ([], {"KILN_API_KEY": "from-env"}, "from-env"),
+                           (["--api-key-file", key_file], {}, "from-file")]:
+        srv = Server(model_path, *args, env=env)
+        try:
+            for bad in (None, "wrong"):
+                headers = {"Authorization": f"Bearer {bad}"} if bad else {}
+                r = httpx.get(srv.base_url + "/v1/models", headers=headers)
+                assert r.status_code == 401
+                assert r.json()["error"]["type"] == "authentication_error"
+            assert httpx.get(srv.base_url + "/health").status_code == 200  # never behind the key
+            good = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=key, max_retries=0)
+            assert good.models.list().data
+            with pytest.raises(openai.AuthenticationError):
+                openai.OpenAI(base_url=srv.base_url + "/v1", api_key="nope",
+                              max_retries=0).models.list()
+        finally:
+            assert srv.stop() == 0
+
+
+def test_cors_and_access_log(model_path, tmp_path):
+    log = tmp_path / "kiln.log"
+    srv = Server(model_path, "--allowed-origin", "https://example.com", "--log-file", log)
+    try:
+        r = httpx.options(srv.base_url + "/v1/chat/completions",
+                          headers={"Origin": "https://example.com",
+                                   "Access-Control-Request-Method": "POST"})
+        assert r.status_code == 204
+        assert r.headers["access-control-allow-origin"] == "https://example.com"
+        assert "POST" in r.headers["access-control-allow-methods"]
+        r = httpx.post(srv.base_url + "/v1/completions",
+                       json={"prompt": "Hello", "max_tokens": 3, "ignore_eos": True})
+        assert r.headers["access-control-allow-origin"] == "https://example.com"
+    finally:
+        assert srv.stop() == 0
+    text = log.read_text()
+    assert re.search(r"POST /v1/completions 200 prompt=\d+ completion=3 [0-9.]+ms", text), text
+
+
+def test_metrics(server, client):
+    client.completions.create(model=MODEL, prompt="Hello", max_tokens=3,
+                              extra_body={"ignore_eos": True})
+    text = httpx.get(server.base_url + "/metrics").text
+    for name in ["kiln:http_requests_total", "kiln:prompt_tokens_total",
+                 "kiln:generation_tokens_total", "kiln:time_to_first_token_seconds_bucket",
+                 "kiln:inter_token_latency_seconds_bucket", "kiln:e2e_request_latency_seconds_count",
+                 "kiln:num_requests_running", "kiln:num_requests_waiting",
+                 "kiln:kv_cache_usage_perc", "kiln:request_finished_total"]:
+        assert name in text, name
+    assert metric(server, "kiln:generation_tokens_total") >= 3
+    assert metric(server, "kiln:http_requests_total", 'status="200"') >= 1
+
+
+def test_disconnect_mid_stream_frees_the_sequence(server):
+    canceled_before = metric(server, "kiln:request_finished_total", 'finished_reason="canceled"')
+    with httpx.stream("POST", server.base_url + "/v1/completions", json={**LONG, "stream": True},
+                      timeout=60) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: ") for line in got)
+        assert metric(server, "kiln:num_requests_running") == 1
+    # closed after a few tokens of 400: the sequence must go within a step or so
+    deadline = time.time() + 10
+    while time.time() < deadline and metric(server, "kiln:num_requests_running") != 0:
+        time.sleep(0.05)
+    assert metric(server, "kiln:num_requests_running") == 0
+    assert metric(server, "kiln:request_finished_total", 'finished_reason="canceled"') == canceled_before + 1
+
+
+def test_disconnect_while_waiting_non_streaming(server):
+    before = metric(server, "kiln:request_finished_total", 'finished_reason="canceled"')
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.base_url + "/v1/completions", json=LONG, timeout=0.5)
+    deadline = time.time() + 10
+    while time.time() < deadline and metric(server, "kiln:num_requests_running") != 0:
+        time.sleep(0.05)
+    assert metric(server, "kiln:num_requests_running") == 0
+    assert metric(server, "kiln:request_finished_total", 'finished_reason="canceled"') == before + 1
+
+
+def test_full_queue_answers_503(model_path):
+    srv = Server(model_path, "--max-num-seqs", 1, "--max-waiting", 1)
+    try:
+        results = []
+
+        def run():
+            results.append(httpx.post(srv.base_url + "/v1/completions", json=LONG, timeout=120))
+
+        threads = [threading.Thread(target=run) for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.3)  # in order: one runs, one waits, the third finds the queue full
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results)
+        assert codes == [200, 200, 503], [r.text for r in results]
+        busy = next(r for r in results if r.status_code == 503)
+        assert busy.headers["retry-after"] and busy.json()["error"]["message"]
+    finally:
+        assert srv.stop() == 0
+
+
+def test_sigterm_lets_requests_in_flight_finish(model_path):
+    srv = Server(model_path)
+    result = {}
+
+    def run():
+        result["r"] = httpx.post(srv.base_url + "/v1/completions",
+                                 json={**LONG, "max_tokens": 60}, timeout=120)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    srv.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert srv.stop() == 0
+    assert result["r"].status_code == 200
+    assert result["r"].json()["usage"]["completion_tokens"] == 60
