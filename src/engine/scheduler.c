@@ -439,6 +439,21 @@ static void *scheduler_main(void *arg)
         while (!s->stopping && s->n_running == 0 && !s->wait_head)
             pthread_cond_wait(&s->work, &s->mu);
         bool stopping = s->stopping;
+        /* Drop waiting sequences whose clients went away, so they leave within a step. */
+        struct seq *dropped = NULL;
+        for (struct seq **pp = &s->wait_head, *prev = NULL; *pp;) {
+            struct seq *q = *pp;
+            if (!atomic_load(&q->canceled)) {
+                prev = q;
+                pp = &q->next_waiting;
+                continue;
+            }
+            *pp = q->next_waiting;
+            if (s->wait_tail == q) s->wait_tail = prev;
+            s->n_waiting--;
+            q->next_waiting = dropped;
+            dropped = q;
+        }
         /* Admit waiting sequences into free slots, first come first served. */
         struct seq *admitted[64];
         int slots[64], n_admitted = 0;
@@ -455,6 +470,14 @@ static void *scheduler_main(void *arg)
             slots[n_admitted++] = slot;
         }
         pthread_mutex_unlock(&s->mu);
+        while (dropped) {
+            struct seq *next = dropped->next_waiting;
+            struct seq_event ev = {.type = SEQ_DONE, .finish = KILN_FINISH_CANCELED,
+                                   .n_prompt = (int32_t)dropped->n_prompt};
+            emit(dropped, &ev);
+            seq_unref(dropped);
+            dropped = next;
+        }
         for (int i = 0; i < n_admitted; i++) start_sequence(s, slots[i], admitted[i]);
         if (stopping) break;
         for (int slot = 0; slot < s->p.max_num_seqs; slot++) {

@@ -2,6 +2,8 @@
 a full queue, and a graceful SIGTERM."""
 import re
 import signal
+import socket
+import subprocess
 import threading
 import time
 
@@ -9,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from e2e_support import Server
+from e2e_support import KILN, SHARED, Server
 
 MODEL = "smollm2"
 LONG = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
@@ -143,3 +145,75 @@ def test_sigterm_lets_requests_in_flight_finish(model_path):
     assert srv.stop() == 0
     assert result["r"].status_code == 200
     assert result["r"].json()["usage"]["completion_tokens"] == 60
+
+
+def test_tokenize_detokenize_roundtrip(server):
+    text = "Grüße, world! 123"
+    ids = httpx.post(server.base_url + "/tokenize", json={"content": text, "add_special": False}).json()
+    assert ids["count"] == len(ids["tokens"]) > 3 and ids["max_model_len"] == 4096
+    back = httpx.post(server.base_url + "/detokenize", json={"tokens": ids["tokens"]}).json()
+    assert back["content"] == text
+    r = httpx.post(server.base_url + "/detokenize", json={"tokens": [-1]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tokens"
+
+
+def test_unknown_fields_are_ignored(server):
+    r = httpx.post(server.base_url + "/v1/chat/completions",
+                   json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+                         "user": "someone", "metadata": {"a": 1}, "frobnicate": [1, 2]})
+    assert r.status_code == 200, r.text
+
+
+def test_chat_template_override_and_broken_template(model_path, tmp_path):
+    """--chat-template replaces the model's; a broken one stops start-up with a clear error."""
+    import jinja2
+    template = SHARED / "chat-templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
+    srv = Server(model_path, "--chat-template", template)
+    try:
+        messages = [{"role": "user", "content": "Hello there"}]
+        got = httpx.post(srv.base_url + "/tokenize", json={"messages": messages}).json()["tokens"]
+        rendered = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(
+            template.read_text()).render(messages=messages, add_generation_prompt=True)
+        want = httpx.post(srv.base_url + "/tokenize",
+                          json={"content": rendered, "add_special": False}).json()["tokens"]
+        assert got == want
+    finally:
+        assert srv.stop() == 0
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for m in messages %}{{ m.content }")
+    proc = subprocess.run([str(KILN), "serve", "--model-path", model_path, "--port", "1",
+                           "--chat-template", broken], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "broken.jinja" in proc.stderr and "line 1" in proc.stderr, proc.stderr
+
+
+def test_read_timeout_closes_stalled_connections(model_path):
+    srv = Server(model_path, "--timeout", 1)
+    try:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro")
+        start = time.time()
+        assert s.recv(4096) == b""  # closed by the server, not by our own timeout
+        assert time.time() - start < 5
+        s.close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_disconnect_while_queued_leaves_the_queue(model_path):
+    srv = Server(model_path, "--max-num-seqs", 1)
+    try:
+        running = threading.Thread(target=lambda: httpx.post(
+            srv.base_url + "/v1/completions", json=LONG, timeout=120))
+        running.start()
+        time.sleep(0.3)
+        with pytest.raises(httpx.TimeoutException):  # queued behind the first, then gone
+            httpx.post(srv.base_url + "/v1/completions", json=LONG, timeout=0.5)
+        deadline = time.time() + 5
+        while time.time() < deadline and metric(srv, "kiln:num_requests_waiting") != 0:
+            time.sleep(0.05)
+        assert metric(srv, "kiln:num_requests_waiting") == 0
+        assert metric(srv, "kiln:num_requests_running") == 1  # the first one is untouched
+        running.join()
+    finally:
+        assert srv.stop() == 0
