@@ -145,6 +145,51 @@ kiln_status kiln_generate(kiln_context *ctx, const int32_t *prompt, size_t n_pro
                           const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
                           struct kiln_generate_result *result, struct kiln_err *err);
 
+/* ---- offline batches ------------------------------------------------------------------- */
+
+/* The engine behind kiln_generate_batch (and kiln serve): continuous batching over a paged
+ * KV cache with prefix sharing. Zero fields take the defaults. */
+struct kiln_engine_params {
+    int32_t n_ctx;         /* tokens per sequence (default: the model's, at most 4096) */
+    int max_num_seqs;      /* sequences generated at once (default 16) */
+    int max_batch_tokens;  /* tokens per step (default 512) */
+    int n_kv_blocks;       /* KV pool in blocks of 16 tokens (default n_ctx * max_num_seqs) */
+    const char *kv_cache_type; /* "f16" (default), "q8_0" or "f32" */
+    bool no_prefix_cache;
+};
+
+struct kiln_batch_request {
+    const int32_t *prompt;
+    size_t n_prompt;
+    struct kiln_generate_params params; /* max_tokens < 0: until the context is full */
+};
+
+struct kiln_batch_result {
+    kiln_status status;    /* KILN_OK, or why this request failed (err_msg says more) */
+    char err_msg[256];
+    enum kiln_finish finish;
+    int32_t *tokens;       /* the generated ids (malloc'd) */
+    size_t n_tokens;
+    char *text;            /* their text, valid UTF-8, stop strings cut (malloc'd) */
+    size_t text_len;
+};
+
+struct kiln_batch_stats {
+    uint64_t prefix_hit_tokens; /* prompt tokens served from the prefix cache */
+    uint64_t preemptions;       /* sequences recomputed because the KV pool ran out */
+};
+
+/* Generates a continuation for every request, all at once (results[i] for requests[i]).
+ * Each result is what the request would give alone. Fails only when the engine cannot
+ * start (KILN_ENOMEM, KILN_EINVAL for bad params); per-request problems (a prompt too long
+ * for the context, bad sampling settings) are in results[i].status. stats may be NULL. */
+kiln_status kiln_generate_batch(kiln_model *model, const struct kiln_engine_params *params,
+                                const struct kiln_batch_request *requests, size_t n,
+                                struct kiln_batch_result *results, struct kiln_batch_stats *stats,
+                                struct kiln_err *err);
+/* Frees what kiln_generate_batch put in results. */
+void kiln_batch_results_free(struct kiln_batch_result *results, size_t n);
+
 /* ---- quantization ---------------------------------------------------------------------- */
 
 struct kiln_quantize_params {

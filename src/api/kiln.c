@@ -24,8 +24,15 @@ struct kiln_model {
 struct kiln_context {
     kiln_model *model;
     struct forward_state fs;
-    float *logits; /* [n_vocab] for generation */
-    int32_t *tokens; /* [n_ctx] the sequence so far */
+    struct kv_store kv;  /* this sequence's blocks, in order: the block table is 0, 1, 2... */
+    int32_t *table;      /* [kv.n_blocks] */
+    int n_ctx, n_past;
+    float *logits;       /* [n_vocab] for generation */
+    int32_t *tokens;     /* [n_ctx] the sequence so far */
+    /* per forward call: [BATCH_TOKENS] */
+    int32_t *pos;
+    const int32_t **tables;
+    bool *want;
 };
 
 kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
@@ -93,6 +100,11 @@ int32_t kiln_model_n_ctx_train(const kiln_model *km)
     return km->m.hp.n_ctx_train;
 }
 
+const struct model *kiln_model_internal(const kiln_model *km)
+{
+    return &km->m;
+}
+
 int32_t kiln_model_bos(const kiln_model *km)
 {
     return km->vocab.bos;
@@ -141,17 +153,25 @@ kiln_status kiln_context_new(kiln_model *km, int32_t n_ctx, kiln_context **out,
     kiln_context *c = calloc(1, sizeof *c);
     if (!c) return kiln_fail(err, KILN_ENOMEM, "out of memory");
     c->model = km;
-    kiln_status st = forward_state_init(&c->fs, &km->m, n_ctx, BATCH_TOKENS, err);
+    c->n_ctx = n_ctx;
+    int n_blocks = (n_ctx + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE;
+    kiln_status st = forward_state_init(&c->fs, &km->m, BATCH_TOKENS, n_ctx, err);
+    if (st == KILN_OK) st = kv_store_init(&c->kv, &km->m, DTYPE_F16, n_blocks, err);
     if (st != KILN_OK) {
-        free(c);
+        kiln_context_free(c);
         return st;
     }
     c->logits = malloc((size_t)km->m.hp.n_vocab * sizeof(float));
     c->tokens = malloc((size_t)n_ctx * sizeof(int32_t));
-    if (!c->logits || !c->tokens) {
+    c->table = malloc((size_t)n_blocks * sizeof(int32_t));
+    c->pos = malloc(BATCH_TOKENS * sizeof *c->pos);
+    c->tables = malloc(BATCH_TOKENS * sizeof *c->tables);
+    c->want = malloc(BATCH_TOKENS * sizeof *c->want);
+    if (!c->logits || !c->tokens || !c->table || !c->pos || !c->tables || !c->want) {
         kiln_context_free(c);
         return kiln_fail(err, KILN_ENOMEM, "out of memory");
     }
+    for (int i = 0; i < n_blocks; i++) c->table[i] = i;
     *out = c;
     return KILN_OK;
 }
@@ -160,45 +180,57 @@ void kiln_context_free(kiln_context *c)
 {
     if (!c) return;
     forward_state_free(&c->fs);
+    kv_store_free(&c->kv);
     free(c->logits);
     free(c->tokens);
+    free(c->table);
+    free(c->pos);
+    free(c->tables);
+    free(c->want);
     free(c);
 }
 
 void kiln_context_reset(kiln_context *c)
 {
-    c->fs.n_past = 0;
+    c->n_past = 0;
 }
 
 int32_t kiln_context_n_past(const kiln_context *c)
 {
-    return c->fs.n_past;
+    return c->n_past;
 }
 
 int32_t kiln_context_n_ctx(const kiln_context *c)
 {
-    return c->fs.n_ctx;
+    return c->n_ctx;
 }
 
 kiln_status kiln_eval(kiln_context *c, const int32_t *tokens, size_t n, bool all_logits,
                       float *logits, struct kiln_err *err)
 {
     const struct hparams *hp = &c->model->m.hp;
-    if (n > (size_t)(c->fs.n_ctx - c->fs.n_past))
+    if (n > (size_t)(c->n_ctx - c->n_past))
         return kiln_fail(err, KILN_ERANGE, "%zu tokens do not fit: %d of the context's %d are "
-                         "used", n, c->fs.n_past, c->fs.n_ctx);
+                         "used", n, c->n_past, c->n_ctx);
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
             return kiln_fail(err, KILN_EINVAL, "token id %d at position %zu is outside the "
                              "vocabulary of %d", tokens[i], i, hp->n_vocab);
-    memcpy(c->tokens + c->fs.n_past, tokens, n * sizeof(int32_t));
+    memcpy(c->tokens + c->n_past, tokens, n * sizeof(int32_t));
     for (size_t done = 0; done < n;) {
-        int chunk = (int)(n - done < (size_t)c->fs.n_batch ? n - done : (size_t)c->fs.n_batch);
+        int chunk = (int)(n - done < BATCH_TOKENS ? n - done : BATCH_TOKENS);
         bool last = done + (size_t)chunk == n;
+        for (int i = 0; i < chunk; i++) {
+            c->pos[i] = c->n_past + i;
+            c->tables[i] = c->table;
+            c->want[i] = all_logits || (last && i == chunk - 1);
+        }
+        struct batch b = {chunk, tokens + done, c->pos, c->tables, c->want};
         float *out = NULL;
         if (logits && all_logits) out = logits + done * (size_t)hp->n_vocab;
         else if (logits && last) out = logits;
-        forward(&c->fs, tokens + done, chunk, all_logits, out);
+        forward(&c->fs, &c->kv, &b, out);
+        c->n_past += chunk;
         done += (size_t)chunk;
     }
     return KILN_OK;
@@ -221,7 +253,7 @@ kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_promp
     kiln_context_reset(c);
     if ((st = kiln_eval(c, prompt, n_prompt, false, c->logits, err)) != KILN_OK) goto done;
     for (;;) {
-        int32_t tok = sampler_sample(&smp, c->logits, c->tokens, c->fs.n_past);
+        int32_t tok = sampler_sample(&smp, c->logits, c->tokens, c->n_past);
         if (!params->ignore_eos && kiln_model_is_eog(km, tok)) {
             res.finish = KILN_FINISH_STOP;
             break;
@@ -242,7 +274,7 @@ kiln_status kiln_generate(kiln_context *c, const int32_t *prompt, size_t n_promp
             break;
         }
         if ((params->max_tokens >= 0 && res.n_generated >= params->max_tokens) ||
-            c->fs.n_past >= c->fs.n_ctx)
+            c->n_past >= c->n_ctx)
             break;
         if ((st = kiln_eval(c, &tok, 1, false, c->logits, err)) != KILN_OK) goto done;
     }

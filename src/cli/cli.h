@@ -24,6 +24,9 @@ struct cli_opts {
     const char *host, *served_model_name, *api_key, *api_key_file, *chat_template,
         *allowed_origin, *log_file;
     int port, max_num_seqs, max_waiting, max_body_mb, timeout_s, shutdown_grace_s;
+    int max_batch_tokens, kv_cache_mb;
+    const char *kv_cache_type;
+    bool no_prefix_cache;
     struct kiln_sampling sampling;
     const char *stop[16];
     int n_stop;

@@ -43,7 +43,11 @@ static const char usage[] =
     "                          --api-key-file PATH); /health and /metrics stay open\n"
     "  --chat-template FILE    Jinja chat template instead of the model's\n"
     "  --allowed-origin ORIGIN send CORS headers allowing ORIGIN (e.g. '*')\n"
-    "  --max-num-seqs N        sequences generated at once (default 4)\n"
+    "  --max-num-seqs N        sequences generated at once (default 16)\n"
+    "  --max-batch-tokens N    tokens per engine step: decodes plus prompt chunks (default 512)\n"
+    "  --kv-cache-mem MIB      KV cache size (default: ctx-size x max-num-seqs tokens)\n"
+    "  --kv-cache-type T       f16 (default), q8_0 or f32\n"
+    "  --no-prefix-cache       do not share KV blocks between prompts with a common prefix\n"
     "  --max-waiting N         requests queued beyond those before 503 (default 256)\n"
     "  --max-body-mb N         request body limit (default 10; larger: 413)\n"
     "  --timeout S             close idle or stalled connections after S seconds (default 60)\n"
@@ -128,6 +132,12 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
             o->allowed_origin = val;
         else if (!strcmp(a, "--max-num-seqs"))
             ok = val && parse_int(val, &o->max_num_seqs) && o->max_num_seqs > 0;
+        else if (!strcmp(a, "--max-batch-tokens"))
+            ok = val && parse_int(val, &o->max_batch_tokens) && o->max_batch_tokens > 0;
+        else if (!strcmp(a, "--kv-cache-mem"))
+            ok = val && parse_int(val, &o->kv_cache_mb) && o->kv_cache_mb > 0;
+        else if (!strcmp(a, "--kv-cache-type"))
+            o->kv_cache_type = val;
         else if (!strcmp(a, "--max-waiting"))
             ok = val && parse_int(val, &o->max_waiting) && o->max_waiting > 0;
         else if (!strcmp(a, "--max-body-mb"))
@@ -148,6 +158,8 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
                 o->show_ids = true;
             else if (!strcmp(a, "--allow-requantize"))
                 o->allow_requantize = true;
+            else if (!strcmp(a, "--no-prefix-cache"))
+                o->no_prefix_cache = true;
             else if (a[0] != '-' && o->n_positional < 4)
                 o->positional[o->n_positional++] = a;
             else {

@@ -1,14 +1,14 @@
-/* The scheduler thread, its queue and the per-sequence channels.
- * Contract: src/engine/scheduler.h.
- *
- * Until the paged KV cache lands, each running sequence owns one of max_num_seqs
- * preallocated contexts, and a step evaluates the sequences one after another. */
+/* The scheduler thread, its queue, the per-sequence channels, and the step that batches
+ * every running sequence into one forward call over the paged KV cache.
+ * Contract: src/engine/scheduler.h. */
 #include "engine/scheduler.h"
 
 #include "base/log.h"
 #include "base/status.h"
+#include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -48,26 +48,41 @@ struct seq {
     int top_logprobs;
     bool prompt_logprobs;
 
-    /* scheduler-thread state while running */
+    /* scheduler-thread state */
     struct seq *next_waiting;
-    kiln_context *ctx;
+    uint64_t arrival;   /* admission order: preemption takes the newest */
+    int32_t *table;     /* block table, [ceil(n_ctx / KV_BLOCK_SIZE)] */
+    int n_table;        /* blocks held */
+    size_t n_computed;  /* tokens whose keys and values are in the cache */
+    uint64_t chain;     /* key of the last full block registered or matched */
+    int n_chained;      /* full blocks registered or matched */
+    size_t n_prompt_lp; /* prompt positions whose logprobs were sent */
+    float *prev_logits; /* [n_vocab]: the last prompt position's, for prompt logprobs */
     struct sampler sampler;
     struct text_stream text;
-    size_t n_evaluated; /* prompt tokens evaluated so far */
-    float *prev_logits; /* [n_vocab]: the last prompt position's, for prompt logprobs */
     int32_t n_generated;
-    bool sampler_ready;
+    bool started;       /* sampler and text stream set up (survives preemption) */
+    /* this step's plan */
+    int plan_tokens;    /* tokens in the batch */
+    int logit_row;      /* first logits row, or -1 */
 };
 
 struct scheduler {
     kiln_model *model;
+    const struct model *m;
     struct sched_params p;
-    int32_t n_vocab;
-    kiln_context **contexts; /* [max_num_seqs] */
-    struct seq **running;    /* [max_num_seqs]; NULL where free */
-    float *logits;           /* [n_vocab] */
+    int32_t n_vocab, n_ctx, max_blocks_per_seq;
+    struct kv_cache kv;
+    struct forward_state fs;
+    struct seq **running;    /* [max_num_seqs], in admission order; n_running used */
+    uint64_t next_arrival;
+    /* the batch of one step */
+    int32_t *b_tokens, *b_pos;
+    const int32_t **b_tables;
+    bool *b_want;
+    float *logits;           /* [max_num_seqs + PROMPT_LOGPROB_CHUNK][n_vocab] */
     float *logits_copy;      /* [n_vocab]: before sampling changes them, for logprobs */
-    float *prompt_logits;    /* [PROMPT_LOGPROB_CHUNK][n_vocab] */
+    uint64_t preemptions;
 
     pthread_t thread;
     bool thread_started;
@@ -77,7 +92,7 @@ struct scheduler {
     int n_waiting, n_running;
     bool stopping;
     uint64_t prompt_tokens, generated_tokens;
-    int64_t kv_used; /* tokens in running contexts after the last step */
+    struct sched_stats published; /* refreshed after each step, under mu */
 };
 
 static double now_seconds(void)
@@ -101,6 +116,7 @@ static void seq_free(struct seq *q)
     free(q->bias);
     free(q->tokens);
     free(q->prev_logits);
+    free(q->table);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->ready);
     free(q);
@@ -237,6 +253,10 @@ kiln_status scheduler_submit(struct scheduler *s, const struct seq_request *r, s
     if (st != KILN_OK) return st;
     sampler_free(&probe);
     struct seq *q = seq_from_request(r);
+    if (q && !(q->table = malloc((size_t)s->max_blocks_per_seq * sizeof *q->table))) {
+        seq_free(q);
+        q = NULL;
+    }
     if (!q) return kiln_fail(err, KILN_ENOMEM, "out of memory for the request");
     pthread_mutex_lock(&s->mu);
     if (s->stopping || s->n_waiting >= s->p.max_waiting) {
@@ -283,15 +303,32 @@ static void token_logprobs_of(const float *logits, int32_t n_vocab, int32_t toke
     }
 }
 
-static void finish(struct scheduler *s, int slot, enum kiln_finish why, kiln_status st,
+static void release_blocks(struct scheduler *s, struct seq *q)
+{
+    for (int i = 0; i < q->n_table; i++) kv_release(&s->kv, q->table[i]);
+    q->n_table = 0;
+    q->n_computed = 0;
+    q->chain = KV_ROOT_HASH;
+    q->n_chained = 0;
+}
+
+/* Takes q out of the running array (keeping admission order). */
+static void unlink_running(struct scheduler *s, struct seq *q)
+{
+    int i = 0;
+    while (i < s->n_running && s->running[i] != q) i++;
+    memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
+    s->n_running--;
+}
+
+static void finish(struct scheduler *s, struct seq *q, enum kiln_finish why, kiln_status st,
                    const char *error)
 {
-    struct seq *q = s->running[slot];
     struct seq_event ev = {.type = SEQ_DONE, .finish = why, .status = st,
                            .n_prompt = (int32_t)q->n_prompt, .n_generated = q->n_generated};
     const char *text;
     size_t len;
-    if (st == KILN_OK && why != KILN_FINISH_CANCELED &&
+    if (q->started && st == KILN_OK && why != KILN_FINISH_CANCELED &&
         text_stream_finish(&q->text, &text, &len) == KILN_OK && len) {
         ev.text = malloc(len + 1);
         if (ev.text) {
@@ -301,34 +338,110 @@ static void finish(struct scheduler *s, int slot, enum kiln_finish why, kiln_sta
     }
     if (error) snprintf(ev.error, sizeof ev.error, "%s", error);
     emit(q, &ev);
-    if (q->sampler_ready) sampler_free(&q->sampler);
-    text_stream_free(&q->text);
-    q->ctx = NULL;
+    if (q->started) {
+        sampler_free(&q->sampler);
+        text_stream_free(&q->text);
+        q->started = false;
+    }
+    release_blocks(s, q);
     pthread_mutex_lock(&s->mu);
-    s->running[slot] = NULL;
-    s->n_running--;
+    unlink_running(s, q);
     s->generated_tokens += (uint64_t)q->n_generated;
     pthread_mutex_unlock(&s->mu);
     seq_unref(q);
 }
 
-/* Samples the next token from s->logits and emits it; finishes the sequence when done. */
-static void sample_next(struct scheduler *s, int slot)
+/* Frees the newest running sequence's blocks and puts it back at the head of the queue. */
+static void preempt_newest(struct scheduler *s)
 {
-    struct seq *q = s->running[slot];
+    struct seq *victim = s->running[s->n_running - 1];
+    release_blocks(s, victim);
+    victim->plan_tokens = 0;
+    victim->n_prompt_lp = victim->n_prompt_lp; /* prompt logprobs already sent stay sent */
+    pthread_mutex_lock(&s->mu);
+    s->n_running--;
+    victim->next_waiting = s->wait_head;
+    s->wait_head = victim;
+    if (!s->wait_tail) s->wait_tail = victim;
+    s->n_waiting++;
+    s->preemptions++;
+    pthread_mutex_unlock(&s->mu);
+    log_debug("scheduler: preempted a sequence of %zu tokens (KV pool full)", victim->n_tokens);
+}
+
+/* Makes sure q holds blocks for its first `upto` positions. False when the pool is out. */
+static bool ensure_blocks(struct scheduler *s, struct seq *q, size_t upto)
+{
+    int need = (int)((upto + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE);
+    while (q->n_table < need) {
+        int32_t b = kv_alloc(&s->kv);
+        if (b < 0) return false;
+        q->table[q->n_table++] = b;
+    }
+    return true;
+}
+
+/* Starts q from the longest cached prefix of full prompt blocks (keeping one token to
+ * compute, whose logits give the first sample). Not for prompt logprobs, which need every
+ * position's logits. */
+static void match_prefix(struct scheduler *s, struct seq *q)
+{
+    if (q->prompt_logprobs || !s->kv.prefix_caching) return;
+    while ((size_t)(q->n_chained + 1) * KV_BLOCK_SIZE <= q->n_tokens - 1) {
+        const int32_t *toks = q->tokens + (size_t)q->n_chained * KV_BLOCK_SIZE;
+        uint64_t h = kv_block_hash(q->chain, toks);
+        int32_t b = kv_lookup(&s->kv, h, q->chain, toks);
+        if (b < 0) break;
+        q->table[q->n_table++] = b;
+        q->chain = h;
+        q->n_chained++;
+        q->n_computed += KV_BLOCK_SIZE;
+    }
+}
+
+/* Offers every block q has filled since the last call to the prefix cache. */
+static void register_full_blocks(struct scheduler *s, struct seq *q)
+{
+    while ((size_t)(q->n_chained + 1) * KV_BLOCK_SIZE <= q->n_computed) {
+        const int32_t *toks = q->tokens + (size_t)q->n_chained * KV_BLOCK_SIZE;
+        uint64_t h = kv_block_hash(q->chain, toks);
+        kv_register(&s->kv, q->table[q->n_chained], h, q->chain, toks);
+        q->chain = h;
+        q->n_chained++;
+    }
+}
+
+static bool start_sequence(struct scheduler *s, struct seq *q)
+{
+    if (q->started) return true; /* back from preemption */
+    struct kiln_err err = {{0}};
+    text_stream_init(&q->text, (const char *const *)q->stop, q->n_stop);
+    if (sampler_init(&q->sampler, &q->sampling, s->n_vocab, &err) != KILN_OK) {
+        text_stream_free(&q->text);
+        emit(q, &(struct seq_event){.type = SEQ_DONE, .status = KILN_EINVAL,
+                                    .n_prompt = (int32_t)q->n_prompt});
+        return false;
+    }
+    q->started = true;
+    return true;
+}
+
+/* Samples q's next token from its logits row and emits it; finishes q when done. */
+static void sample_next(struct scheduler *s, struct seq *q, float *logits)
+{
     if (q->max_tokens == 0) { /* only the prompt was wanted (echo with logprobs) */
-        finish(s, slot, KILN_FINISH_LENGTH, KILN_OK, NULL);
+        finish(s, q, KILN_FINISH_LENGTH, KILN_OK, NULL);
         return;
     }
     struct token_logprobs *tl = NULL;
     if (q->top_logprobs >= 0) {
         tl = malloc(sizeof *tl);
-        memcpy(s->logits_copy, s->logits, (size_t)s->n_vocab * sizeof(float));
+        memcpy(s->logits_copy, logits, (size_t)s->n_vocab * sizeof(float));
     }
-    int32_t tok = sampler_sample(&q->sampler, s->logits, q->tokens, (int)q->n_tokens);
+    int32_t tok = sampler_sample(&q->sampler, logits, q->tokens, (int)q->n_tokens);
     if (!q->ignore_eos && kiln_model_is_eog(s->model, tok)) {
         free(tl);
-        finish(s, slot, KILN_FINISH_STOP, KILN_OK, NULL);
+        finish(s, q, KILN_FINISH_STOP, KILN_OK, NULL);
         return;
     }
     if (tl) token_logprobs_of(s->logits_copy, s->n_vocab, tok, q->top_logprobs, tl);
@@ -343,92 +456,187 @@ static void sample_next(struct scheduler *s, int slot)
     if (n < 0 || text_stream_push(&q->text, piece, (size_t)n, &text, &len) != KILN_OK ||
         !(ev.text = malloc(len + 1))) {
         free(tl);
-        finish(s, slot, KILN_FINISH_STOP, KILN_ENOMEM, "out of memory for the output text");
+        finish(s, q, KILN_FINISH_STOP, KILN_ENOMEM, "out of memory for the output text");
         return;
     }
     memcpy(ev.text, text, len);
     ev.text[len] = 0;
     ev.len = len;
     emit(q, &ev);
-    if (q->text.stopped) finish(s, slot, KILN_FINISH_STOP, KILN_OK, NULL);
-    else if (q->n_generated >= q->max_tokens ||
-             kiln_context_n_past(q->ctx) >= kiln_context_n_ctx(q->ctx))
-        finish(s, slot, KILN_FINISH_LENGTH, KILN_OK, NULL);
+    if (q->text.stopped) finish(s, q, KILN_FINISH_STOP, KILN_OK, NULL);
+    else if (q->n_generated >= q->max_tokens || q->n_tokens >= (size_t)s->n_ctx)
+        finish(s, q, KILN_FINISH_LENGTH, KILN_OK, NULL);
 }
 
-/* Evaluates a chunk keeping every position's logits, and emits the chunk's prompt
- * logprobs: position i's logits score token i + 1, and the first token has none. */
-static kiln_status prefill_with_logprobs(struct scheduler *s, struct seq *q, size_t chunk,
-                                         struct kiln_err *err)
+/* Emits the logprobs of q's prompt positions evaluated in this step (rows from `logits`),
+ * once each, even if q is recomputed after a preemption. */
+static void emit_prompt_logprobs(struct scheduler *s, struct seq *q, size_t first, int k,
+                                 const float *logits)
 {
-    size_t n_vocab = (size_t)s->n_vocab, start = q->n_evaluated;
-    kiln_status st = kiln_eval(q->ctx, q->tokens + start, chunk, true, s->prompt_logits, err);
-    if (st != KILN_OK) return st;
-    if (!q->prev_logits && !(q->prev_logits = malloc(n_vocab * sizeof(float))))
-        return kiln_fail(err, KILN_ENOMEM, "out of memory for prompt logprobs");
-    struct seq_event ev = {.type = SEQ_PROMPT, .n_logprobs = chunk};
-    if (!(ev.logprobs = calloc(chunk, sizeof *ev.logprobs)))
-        return kiln_fail(err, KILN_ENOMEM, "out of memory for prompt logprobs");
-    int n_top = q->top_logprobs > 0 ? q->top_logprobs : 0;
-    for (size_t i = 0; i < chunk; i++) {
-        int32_t tok = q->tokens[start + i];
-        if (start + i == 0) ev.logprobs[i] = (struct token_logprobs){.token = tok, .logprob = NAN};
-        else
-            token_logprobs_of(i ? s->prompt_logits + (i - 1) * n_vocab : q->prev_logits,
-                              s->n_vocab, tok, n_top, &ev.logprobs[i]);
+    size_t n_vocab = (size_t)s->n_vocab;
+    if (!q->prev_logits && !(q->prev_logits = malloc(n_vocab * sizeof(float)))) return;
+    size_t end = first + (size_t)k < q->n_prompt ? first + (size_t)k : q->n_prompt;
+    if (end > q->n_prompt_lp) {
+        size_t from = first > q->n_prompt_lp ? first : q->n_prompt_lp;
+        struct seq_event ev = {.type = SEQ_PROMPT, .n_logprobs = end - from};
+        ev.logprobs = calloc(end - from, sizeof *ev.logprobs);
+        int n_top = q->top_logprobs > 0 ? q->top_logprobs : 0;
+        for (size_t p = from; ev.logprobs && p < end; p++) {
+            struct token_logprobs *tl = &ev.logprobs[p - from];
+            if (p == 0) *tl = (struct token_logprobs){.token = q->tokens[0], .logprob = NAN};
+            else
+                token_logprobs_of(p == first ? q->prev_logits : logits + (p - first - 1) * n_vocab,
+                                  s->n_vocab, q->tokens[p], n_top, tl);
+        }
+        if (ev.logprobs) emit(q, &ev);
+        q->n_prompt_lp = end;
     }
-    emit(q, &ev);
-    memcpy(q->prev_logits, s->prompt_logits + (chunk - 1) * n_vocab, n_vocab * sizeof(float));
-    memcpy(s->logits, q->prev_logits, n_vocab * sizeof(float));
-    return KILN_OK;
+    memcpy(q->prev_logits, logits + (size_t)(k - 1) * n_vocab, n_vocab * sizeof(float));
 }
 
-/* Evaluates the next prompt chunk; after the last one, samples the first token. */
-static void prefill_step(struct scheduler *s, int slot)
+/* Plans how many tokens of q go into this step (at most budget), allocating their blocks
+ * and preempting the newest sequences when the pool is out. False when q itself had to
+ * give way. */
+static bool plan_sequence(struct scheduler *s, struct seq *q, int budget, bool *lp_chunk_taken)
 {
-    struct seq *q = s->running[slot];
-    struct kiln_err err = {{0}};
-    size_t left = q->n_prompt - q->n_evaluated;
-    size_t max = q->prompt_logprobs ? PROMPT_LOGPROB_CHUNK : (size_t)s->p.prefill_chunk;
-    size_t chunk = left < max ? left : max;
-    bool last = chunk == left;
-    kiln_status st = q->prompt_logprobs
-                         ? prefill_with_logprobs(s, q, chunk, &err)
-                         : kiln_eval(q->ctx, q->tokens + q->n_evaluated, chunk, false,
-                                     last ? s->logits : NULL, &err);
-    if (st != KILN_OK) {
-        finish(s, slot, KILN_FINISH_STOP, st, err.msg);
-        return;
+    size_t left = q->n_tokens - q->n_computed;
+    size_t k = left < (size_t)budget ? left : (size_t)budget;
+    if (q->prompt_logprobs && q->n_computed < q->n_prompt) {
+        if (*lp_chunk_taken) k = 0; /* one such chunk per step: its logits are kept whole */
+        else if (k > PROMPT_LOGPROB_CHUNK) k = PROMPT_LOGPROB_CHUNK;
+        if (k) *lp_chunk_taken = true;
     }
-    q->n_evaluated += chunk;
-    if (last) sample_next(s, slot);
-}
-
-static void decode_step(struct scheduler *s, int slot)
-{
-    struct seq *q = s->running[slot];
-    struct kiln_err err = {{0}};
-    kiln_status st = kiln_eval(q->ctx, &q->tokens[q->n_tokens - 1], 1, false, s->logits, &err);
-    if (st != KILN_OK) {
-        finish(s, slot, KILN_FINISH_STOP, st, err.msg);
-        return;
+    q->plan_tokens = 0;
+    if (k == 0) return true;
+    while (!ensure_blocks(s, q, q->n_computed + k)) {
+        if (s->running[s->n_running - 1] == q) {
+            preempt_newest(s);
+            return false;
+        }
+        preempt_newest(s);
     }
-    sample_next(s, slot);
-}
-
-static bool start_sequence(struct scheduler *s, int slot, struct seq *q)
-{
-    struct kiln_err err = {{0}};
-    q->ctx = s->contexts[slot];
-    kiln_context_reset(q->ctx);
-    text_stream_init(&q->text, (const char *const *)q->stop, q->n_stop);
-    s->running[slot] = q;
-    if (sampler_init(&q->sampler, &q->sampling, s->n_vocab, &err) != KILN_OK) {
-        finish(s, slot, KILN_FINISH_STOP, KILN_EINVAL, err.msg);
-        return false;
-    }
-    q->sampler_ready = true;
+    q->plan_tokens = (int)k;
     return true;
+}
+
+static void publish_stats(struct scheduler *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct sched_stats *st = &s->published;
+    st->running = s->n_running;
+    st->waiting = s->n_waiting;
+    st->kv_capacity = s->kv.n_blocks;
+    st->kv_used = s->kv.n_blocks - kv_available(&s->kv);
+    st->prompt_tokens = s->prompt_tokens;
+    st->generated_tokens = s->generated_tokens;
+    st->prefix_queries = s->kv.queries * KV_BLOCK_SIZE;
+    st->prefix_hits = s->kv.hits * KV_BLOCK_SIZE;
+    st->preemptions = s->preemptions;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* One step: plan, admit, run the batch, sample. */
+static void step(struct scheduler *s)
+{
+    int budget = s->p.max_batch_tokens;
+    bool lp_chunk_taken = false;
+    /* Decoding sequences first (one token each), then prefill chunks in arrival order. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < s->n_running; i++) {
+            struct seq *q = s->running[i];
+            bool decoding = q->n_computed + 1 == q->n_tokens && q->n_computed >= q->n_prompt;
+            if (decoding != (pass == 0)) continue;
+            if (!plan_sequence(s, q, budget, &lp_chunk_taken)) break; /* q was preempted */
+            budget -= q->plan_tokens;
+        }
+    /* Admit waiting sequences while there is room (first come, first served). */
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        struct seq *q = s->wait_head;
+        bool room = q && s->n_running < s->p.max_num_seqs && budget > 0 && !s->stopping;
+        if (room) {
+            s->wait_head = q->next_waiting;
+            if (!s->wait_head) s->wait_tail = NULL;
+            s->n_waiting--;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!room) break;
+        if (!start_sequence(s, q)) {
+            seq_unref(q);
+            continue;
+        }
+        bool fresh = q->arrival == 0;
+        if (fresh) q->arrival = ++s->next_arrival;
+        match_prefix(s, q);
+        size_t left = q->n_tokens - q->n_computed;
+        size_t k = left < (size_t)budget ? left : (size_t)budget;
+        if (q->prompt_logprobs && k > PROMPT_LOGPROB_CHUNK) k = PROMPT_LOGPROB_CHUNK;
+        if ((q->prompt_logprobs && lp_chunk_taken) || !ensure_blocks(s, q, q->n_computed + k)) {
+            /* no room now: back to the head of the queue, holding nothing */
+            release_blocks(s, q);
+            pthread_mutex_lock(&s->mu);
+            q->next_waiting = s->wait_head;
+            s->wait_head = q;
+            if (!s->wait_tail) s->wait_tail = q;
+            s->n_waiting++;
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        if (q->prompt_logprobs) lp_chunk_taken = true;
+        q->plan_tokens = (int)k;
+        budget -= (int)k;
+        pthread_mutex_lock(&s->mu);
+        /* keep the running array in arrival order: a requeued sequence is older */
+        int at = s->n_running;
+        while (at > 0 && s->running[at - 1]->arrival > q->arrival) at--;
+        memmove(s->running + at + 1, s->running + at, (size_t)(s->n_running - at) * sizeof *s->running);
+        s->running[at] = q;
+        s->n_running++;
+        if (fresh) s->prompt_tokens += q->n_prompt;
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* Build the batch. */
+    int n = 0, rows = 0;
+    for (int i = 0; i < s->n_running; i++) {
+        struct seq *q = s->running[i];
+        q->logit_row = -1;
+        if (q->plan_tokens == 0) continue;
+        bool lp = q->prompt_logprobs && q->n_computed < q->n_prompt;
+        bool ends = q->n_computed + (size_t)q->plan_tokens == q->n_tokens;
+        if (lp || ends) q->logit_row = rows;
+        for (int t = 0; t < q->plan_tokens; t++, n++) {
+            size_t pos = q->n_computed + (size_t)t;
+            s->b_tokens[n] = q->tokens[pos];
+            s->b_pos[n] = (int32_t)pos;
+            s->b_tables[n] = q->table;
+            s->b_want[n] = lp || (ends && t == q->plan_tokens - 1);
+            rows += s->b_want[n];
+        }
+    }
+    if (n == 0) return;
+    struct batch b = {n, s->b_tokens, s->b_pos, s->b_tables, s->b_want};
+    forward(&s->fs, &s->kv.store, &b, s->logits);
+    /* Advance every planned sequence; sample those whose tokens are all computed. The
+     * running array may shrink as sequences finish, so walk a snapshot. */
+    struct seq *planned[256];
+    int n_planned = 0;
+    for (int i = 0; i < s->n_running && n_planned < 256; i++)
+        if (s->running[i]->plan_tokens) planned[n_planned++] = s->running[i];
+    for (int i = 0; i < n_planned; i++) {
+        struct seq *q = planned[i];
+        size_t first = q->n_computed;
+        int k = q->plan_tokens;
+        q->plan_tokens = 0;
+        q->n_computed += (size_t)k;
+        register_full_blocks(s, q);
+        if (q->logit_row < 0) continue;
+        float *row = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+        if (q->prompt_logprobs && first < q->n_prompt) {
+            emit_prompt_logprobs(s, q, first, k, row);
+            row += (size_t)(k - 1) * (size_t)s->n_vocab;
+        }
+        if (q->n_computed == q->n_tokens) sample_next(s, q, row);
+    }
 }
 
 static void *scheduler_main(void *arg)
@@ -443,7 +651,7 @@ static void *scheduler_main(void *arg)
         struct seq *dropped = NULL;
         for (struct seq **pp = &s->wait_head, *prev = NULL; *pp;) {
             struct seq *q = *pp;
-            if (!atomic_load(&q->canceled)) {
+            if (!atomic_load(&q->canceled) && !stopping) {
                 prev = q;
                 pp = &q->next_waiting;
                 continue;
@@ -454,63 +662,35 @@ static void *scheduler_main(void *arg)
             q->next_waiting = dropped;
             dropped = q;
         }
-        /* Admit waiting sequences into free slots, first come first served. */
-        struct seq *admitted[64];
-        int slots[64], n_admitted = 0;
-        for (int slot = 0; slot < s->p.max_num_seqs && s->wait_head && !stopping && n_admitted < 64; slot++) {
-            if (s->running[slot]) continue;
-            struct seq *q = s->wait_head;
-            s->wait_head = q->next_waiting;
-            if (!s->wait_head) s->wait_tail = NULL;
-            s->n_waiting--;
-            s->n_running++;
-            s->prompt_tokens += q->n_prompt;
-            s->running[slot] = q; /* reserve the slot */
-            admitted[n_admitted] = q;
-            slots[n_admitted++] = slot;
-        }
         pthread_mutex_unlock(&s->mu);
         while (dropped) {
             struct seq *next = dropped->next_waiting;
+            bool shutting = stopping && !atomic_load(&dropped->canceled);
             struct seq_event ev = {.type = SEQ_DONE, .finish = KILN_FINISH_CANCELED,
-                                   .n_prompt = (int32_t)dropped->n_prompt};
+                                   .status = shutting ? KILN_ECANCELED : KILN_OK,
+                                   .n_prompt = (int32_t)dropped->n_prompt,
+                                   .n_generated = dropped->n_generated};
+            if (shutting) snprintf(ev.error, sizeof ev.error, "the server is shutting down");
             emit(dropped, &ev);
+            if (dropped->started) {
+                sampler_free(&dropped->sampler);
+                text_stream_free(&dropped->text);
+            }
+            release_blocks(s, dropped);
             seq_unref(dropped);
             dropped = next;
         }
-        for (int i = 0; i < n_admitted; i++) start_sequence(s, slots[i], admitted[i]);
-        if (stopping) break;
-        for (int slot = 0; slot < s->p.max_num_seqs; slot++) {
-            struct seq *q = s->running[slot];
-            if (!q) continue;
-            if (atomic_load(&q->canceled)) finish(s, slot, KILN_FINISH_CANCELED, KILN_OK, NULL);
-            else if (q->n_evaluated < q->n_prompt) prefill_step(s, slot);
-            else decode_step(s, slot);
+        /* Canceled running sequences leave now. */
+        for (int i = s->n_running - 1; i >= 0; i--) {
+            struct seq *q = s->running[i];
+            if (stopping) finish(s, q, KILN_FINISH_CANCELED, KILN_ECANCELED, "the server is shutting down");
+            else if (atomic_load(&q->canceled)) finish(s, q, KILN_FINISH_CANCELED, KILN_OK, NULL);
         }
-        int64_t used = 0;
-        for (int slot = 0; slot < s->p.max_num_seqs; slot++)
-            if (s->running[slot]) used += kiln_context_n_past(s->running[slot]->ctx);
-        pthread_mutex_lock(&s->mu);
-        s->kv_used = used;
-        pthread_mutex_unlock(&s->mu);
+        if (stopping) break;
+        step(s);
+        publish_stats(s);
     }
-    /* Shutting down: cancel what runs and what waits. */
-    for (int slot = 0; slot < s->p.max_num_seqs; slot++)
-        if (s->running[slot]) finish(s, slot, KILN_FINISH_CANCELED, KILN_ECANCELED, "the server is shutting down");
-    pthread_mutex_lock(&s->mu);
-    struct seq *q = s->wait_head;
-    s->wait_head = s->wait_tail = NULL;
-    s->n_waiting = 0;
-    pthread_mutex_unlock(&s->mu);
-    while (q) {
-        struct seq *next = q->next_waiting;
-        struct seq_event ev = {.type = SEQ_DONE, .finish = KILN_FINISH_CANCELED,
-                               .status = KILN_ECANCELED, .n_prompt = (int32_t)q->n_prompt};
-        snprintf(ev.error, sizeof ev.error, "the server is shutting down");
-        emit(q, &ev);
-        seq_unref(q);
-        q = next;
-    }
+    publish_stats(s);
     return NULL;
 }
 
@@ -522,32 +702,52 @@ kiln_status scheduler_new(kiln_model *model, const struct sched_params *params,
     struct scheduler *s = calloc(1, sizeof *s);
     if (!s) return kiln_fail(err, KILN_ENOMEM, "out of memory for the scheduler");
     s->model = model;
+    s->m = kiln_model_internal(model);
     s->p = *params;
-    if (s->p.max_num_seqs <= 0) s->p.max_num_seqs = 4;
+    if (s->p.max_num_seqs <= 0) s->p.max_num_seqs = 16;
+    if (s->p.max_num_seqs > 256) s->p.max_num_seqs = 256;
     if (s->p.max_waiting <= 0) s->p.max_waiting = 256;
-    if (s->p.prefill_chunk <= 0) s->p.prefill_chunk = 256;
+    if (s->p.max_batch_tokens <= 0) s->p.max_batch_tokens = 512;
+    if (s->p.max_batch_tokens < s->p.max_num_seqs + PROMPT_LOGPROB_CHUNK)
+        s->p.max_batch_tokens = s->p.max_num_seqs + PROMPT_LOGPROB_CHUNK;
     s->n_vocab = kiln_model_n_vocab(model);
+    int32_t train = kiln_model_n_ctx_train(model);
+    s->n_ctx = s->p.n_ctx > 0 ? s->p.n_ctx : train < 4096 ? train : 4096;
+    s->max_blocks_per_seq = (s->n_ctx + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE;
+    int n_blocks = s->p.n_kv_blocks > 0 ? s->p.n_kv_blocks : s->max_blocks_per_seq * s->p.max_num_seqs;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
-    kiln_status st = KILN_ENOMEM;
-    s->contexts = calloc((size_t)s->p.max_num_seqs, sizeof *s->contexts);
+    kiln_status st = kv_cache_init(&s->kv, s->m, s->p.kv_type_set ? s->p.kv_type : DTYPE_F16,
+                                   n_blocks, !s->p.no_prefix_cache, err);
+    if (st != KILN_OK) goto fail;
+    if ((st = forward_state_init(&s->fs, s->m, s->p.max_batch_tokens, s->n_ctx, err)) != KILN_OK)
+        goto fail;
+    size_t nb = (size_t)s->p.max_batch_tokens, rows = (size_t)s->p.max_num_seqs + PROMPT_LOGPROB_CHUNK;
     s->running = calloc((size_t)s->p.max_num_seqs, sizeof *s->running);
-    s->logits = malloc((size_t)s->n_vocab * sizeof *s->logits);
+    s->b_tokens = malloc(nb * sizeof *s->b_tokens);
+    s->b_pos = malloc(nb * sizeof *s->b_pos);
+    s->b_tables = malloc(nb * sizeof *s->b_tables);
+    s->b_want = malloc(nb * sizeof *s->b_want);
+    s->logits = malloc(rows * (size_t)s->n_vocab * sizeof *s->logits);
     s->logits_copy = malloc((size_t)s->n_vocab * sizeof *s->logits_copy);
-    s->prompt_logits = malloc((size_t)PROMPT_LOGPROB_CHUNK * (size_t)s->n_vocab * sizeof(float));
-    if (!s->contexts || !s->running || !s->logits || !s->logits_copy || !s->prompt_logits) {
-        kiln_fail(err, st, "out of memory for the scheduler");
+    if (!s->running || !s->b_tokens || !s->b_pos || !s->b_tables || !s->b_want || !s->logits ||
+        !s->logits_copy) {
+        st = kiln_fail(err, KILN_ENOMEM, "out of memory for the scheduler");
         goto fail;
     }
-    for (int i = 0; i < s->p.max_num_seqs; i++)
-        if ((st = kiln_context_new(model, s->p.n_ctx, &s->contexts[i], err)) != KILN_OK) goto fail;
     if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
         st = kiln_fail(err, KILN_ENOMEM, "cannot start the scheduler thread");
         goto fail;
     }
     s->thread_started = true;
-    log_info("scheduler: %d sequences of %d tokens, %d more may wait", s->p.max_num_seqs,
-             scheduler_n_ctx(s), s->p.max_waiting);
+    publish_stats(s);
+    log_info("scheduler: up to %d sequences of %d tokens, %d tokens per step; KV cache %s, "
+             "%d blocks of %d tokens (%zu MiB), prefix caching %s",
+             s->p.max_num_seqs, s->n_ctx, s->p.max_batch_tokens,
+             dtype_get(s->kv.store.type)->name, n_blocks, KV_BLOCK_SIZE,
+             (size_t)2 * (size_t)n_blocks * KV_BLOCK_SIZE * s->kv.store.row_bytes *
+                 (size_t)s->m->hp.n_layer >> 20,
+             s->kv.prefix_caching ? "on" : "off");
     *out = s;
     return KILN_OK;
 fail:
@@ -570,12 +770,15 @@ void scheduler_free(struct scheduler *s)
 {
     if (!s) return;
     scheduler_stop(s);
-    for (int i = 0; s->contexts && i < s->p.max_num_seqs; i++) kiln_context_free(s->contexts[i]);
-    free(s->contexts);
+    kv_cache_free(&s->kv);
+    forward_state_free(&s->fs);
     free(s->running);
+    free(s->b_tokens);
+    free(s->b_pos);
+    free(s->b_tables);
+    free(s->b_want);
     free(s->logits);
     free(s->logits_copy);
-    free(s->prompt_logits);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     free(s);
@@ -583,17 +786,14 @@ void scheduler_free(struct scheduler *s)
 
 int32_t scheduler_n_ctx(const struct scheduler *s)
 {
-    return kiln_context_n_ctx(s->contexts[0]);
+    return s->n_ctx;
 }
 
 void scheduler_stats(struct scheduler *s, struct sched_stats *out)
 {
     pthread_mutex_lock(&s->mu);
+    *out = s->published;
     out->running = s->n_running;
     out->waiting = s->n_waiting;
-    out->prompt_tokens = s->prompt_tokens;
-    out->generated_tokens = s->generated_tokens;
-    out->kv_capacity = (int64_t)s->p.max_num_seqs * scheduler_n_ctx(s);
-    out->kv_used = s->kv_used;
     pthread_mutex_unlock(&s->mu);
 }

@@ -1,24 +1,33 @@
-/* The scheduler: one thread that owns the model's evaluation and every running sequence.
- * Other threads (the HTTP server's) submit requests and read each sequence's events
- * through its channel; they never touch the model or a context.
+/* The scheduler: one thread that owns the model's evaluation, the paged KV cache and every
+ * running sequence. Other threads (the HTTP server's, the offline batch API's) submit
+ * requests and read each sequence's events through its channel; they never touch the model.
  *
- * Each step advances every running sequence: a prompt chunk for one still in prefill,
- * one token for one decoding. New requests join at the next step, finished ones leave at
- * once, a canceled one is dropped at the next step.
+ * Each step is one forward call over a batch that holds one token for every decoding
+ * sequence and then prompt chunks of prefilling ones (chunked prefill), up to
+ * max_batch_tokens. New requests join at the next step (first come, first served), finished
+ * ones leave at once, a canceled one is dropped at the next step. A sequence's prompt
+ * starts from the longest prefix of full blocks already in the prefix cache. When the KV
+ * pool runs out, the newest running sequence is preempted: its blocks are freed and it is
+ * requeued at the front, to be recomputed; its output is unchanged.
  * Contract for src/engine/scheduler.c. All functions here are thread-safe. */
 #ifndef KILN_ENGINE_SCHEDULER_H
 #define KILN_ENGINE_SCHEDULER_H
 
 #include "kiln.h"
+#include "tensor/dtype.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct sched_params {
-    int32_t n_ctx;        /* tokens per sequence (0: the model's default) */
-    int max_num_seqs;     /* sequences running at once */
+    int32_t n_ctx;        /* tokens per sequence (0: the model's default, at most 4096) */
+    int max_num_seqs;     /* sequences running at once (default 16) */
     int max_waiting;      /* sequences queued beyond those; more and submit says busy */
-    int prefill_chunk;    /* prompt tokens per sequence per step */
+    int max_batch_tokens; /* tokens per step (default 512) */
+    int n_kv_blocks;      /* KV pool size in blocks (0: n_ctx * max_num_seqs tokens' worth) */
+    bool kv_type_set;     /* kv_type below was chosen; else the cache is F16 */
+    enum dtype kv_type;   /* F16, Q8_0 or F32 */
+    bool no_prefix_cache;
 };
 
 #define SEQ_MAX_TOP_LOGPROBS 20
@@ -73,7 +82,7 @@ struct seq_event {
 struct scheduler;
 struct seq;
 
-/* Starts the thread and creates max_num_seqs contexts. */
+/* Starts the thread and allocates the KV pool. */
 kiln_status scheduler_new(kiln_model *model, const struct sched_params *params,
                           struct scheduler **out, struct kiln_err *err);
 /* Cancels every sequence (each gets SEQ_DONE with KILN_ECANCELED) and stops the thread;
@@ -102,8 +111,10 @@ void seq_release(struct seq *q);
 
 struct sched_stats {
     int running, waiting;
-    int64_t kv_used, kv_capacity; /* tokens held in running contexts, and all contexts' room */
+    int64_t kv_used, kv_capacity; /* KV blocks referenced by sequences, and all of them */
     uint64_t prompt_tokens, generated_tokens; /* totals since start */
+    uint64_t prefix_queries, prefix_hits;     /* prompt tokens looked up / found cached */
+    uint64_t preemptions;
 };
 void scheduler_stats(struct scheduler *s, struct sched_stats *out);
 

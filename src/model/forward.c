@@ -4,6 +4,7 @@
 #include "model/model.h"
 
 #include "base/status.h"
+#include "kernels/cpu/convert.h"
 #include "model/ops.h"
 #include "tensor/quant.h"
 
@@ -22,20 +23,50 @@ static size_t max_act_bytes(const struct model *m)
     return a > b ? (a > c ? a : c) : (b > c ? b : c);
 }
 
-kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_ctx,
-                               int n_batch, struct kiln_err *err)
+kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype type,
+                          int n_blocks, struct kiln_err *err)
+{
+    const struct hparams *hp = &m->hp;
+    uint64_t kvd = (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim, row;
+    memset(kv, 0, sizeof *kv);
+    if ((type != DTYPE_F32 && type != DTYPE_F16 && type != DTYPE_Q8_0) ||
+        (type == DTYPE_Q8_0 && hp->head_dim % QK != 0) || !dtype_row_bytes(type, kvd, &row))
+        return kiln_fail(err, KILN_EINVAL, "the KV cache cannot be %s for rows of %llu values",
+                         dtype_get(type) ? dtype_get(type)->name : "that type",
+                         (unsigned long long)kvd);
+    size_t bytes = (size_t)hp->n_layer * (size_t)n_blocks * KV_BLOCK_SIZE * (size_t)row;
+    kv->type = type;
+    kv->n_blocks = n_blocks;
+    kv->row_bytes = (size_t)row;
+    /* calloc: pages the cache never touches are never backed by memory */
+    kv->k = calloc(bytes ? bytes : 1, 1);
+    kv->v = calloc(bytes ? bytes : 1, 1);
+    if (!kv->k || !kv->v) {
+        kv_store_free(kv);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory for a KV cache of %d blocks (%zu MiB)",
+                         n_blocks, 2 * bytes >> 20);
+    }
+    return KILN_OK;
+}
+
+void kv_store_free(struct kv_store *kv)
+{
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_batch,
+                               int max_pos, struct kiln_err *err)
 {
     const struct hparams *hp = &m->hp;
     memset(s, 0, sizeof *s);
     s->m = m;
-    s->n_ctx = n_ctx;
     s->n_batch = n_batch;
-    size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    s->max_pos = max_pos;
     size_t nb = (size_t)n_batch, qd = (size_t)hp->n_head * hp->head_dim,
            kvd = (size_t)hp->n_head_kv * hp->head_dim;
     size_t ff = (size_t)hp->n_ff;
-    s->k_cache = malloc(kv * sizeof(float));
-    s->v_cache = malloc(kv * sizeof(float));
     s->x = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     s->xn = malloc(nb * (qd > (size_t)hp->n_embd ? qd : (size_t)hp->n_embd) * sizeof(float));
     s->q = malloc(nb * qd * sizeof(float));
@@ -44,7 +75,8 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff_gate = malloc(nb * ff * sizeof(float));
     s->ff_up = malloc(nb * ff * sizeof(float));
-    s->scores = malloc((size_t)pool_size(m->pool) * (size_t)n_ctx * sizeof(float));
+    s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
+                       sizeof(float));
     s->act = malloc(nb * max_act_bytes(m));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
@@ -54,20 +86,17 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->expert_rows = malloc(nb * sizeof(int));
     s->expert_in = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     s->expert_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
-    if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn ||
-        !s->ff_gate || !s->ff_up || !s->scores || !s->act || !s->ffn_out || !s->router_logits ||
-        !s->expert_sel || !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out) {
+    if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->ff_gate || !s->ff_up ||
+        !s->scores || !s->act || !s->ffn_out || !s->router_logits || !s->expert_sel ||
+        !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out) {
         forward_state_free(s);
-        return kiln_fail(err, KILN_ENOMEM, "out of memory for a context of %d tokens (%zu MiB KV)",
-                         n_ctx, 2 * kv * sizeof(float) >> 20);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory for a batch of %d tokens", n_batch);
     }
     return KILN_OK;
 }
 
 void forward_state_free(struct forward_state *s)
 {
-    free(s->k_cache);
-    free(s->v_cache);
     free(s->x);
     free(s->xn);
     free(s->q);
@@ -96,29 +125,56 @@ static bool layer_is_local(const struct hparams *hp, int il)
 
 struct attn_job {
     struct forward_state *s;
-    int il, n;
+    const struct kv_store *kv;
+    const struct batch *b;
+    int il;
 };
 
-/* One (token, head) pair per unit of work: scores over the visible cache, softmax, sum of v. */
+/* Row of keys or values of layer il at position p of a sequence, through its block table. */
+static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int il,
+                             const int32_t *table, int p)
+{
+    size_t block = (size_t)table[p / KV_BLOCK_SIZE];
+    size_t slot = ((size_t)il * (size_t)kv->n_blocks + block) * KV_BLOCK_SIZE +
+                  (size_t)(p % KV_BLOCK_SIZE);
+    return base + slot * kv->row_bytes;
+}
+
+/* Head g's part of a cached row as floats (into tmp unless the row is F32 already). */
+static const float *kv_head(const struct kv_store *kv, const uint8_t *row, int g, int hd,
+                            float *tmp)
+{
+    switch (kv->type) {
+    case DTYPE_F32: return (const float *)row + (size_t)g * hd;
+    case DTYPE_F16: f16_row_to_f32(tmp, (const f16_t *)row + (size_t)g * hd, hd); return tmp;
+    default: /* Q8_0: head_dim is a whole number of blocks (checked at load) */
+        dequantize_row(kv->type, tmp, row + (size_t)g * (size_t)(hd / QK) * sizeof(struct block_q8_0), hd);
+        return tmp;
+    }
+}
+
+/* One (token, head) pair per unit of work: scores over the visible positions, softmax,
+ * weighted sum of values. Each unit reads only its own token's query and sequence. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
     struct forward_state *s = j->s;
+    const struct kv_store *kv = j->kv;
     const struct hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t kvd = (size_t)hp->n_head_kv * hd, qd = (size_t)hp->n_head * hd;
-    const float *kc = s->k_cache + (size_t)j->il * s->n_ctx * kvd;
-    const float *vc = s->v_cache + (size_t)j->il * s->n_ctx * kvd;
-    float *scores = s->scores + (size_t)ith * s->n_ctx;
+    size_t qd = (size_t)hp->n_head * hd;
+    float *scores = s->scores + (size_t)ith * ((size_t)s->max_pos + (size_t)hd);
+    float *tmp = scores + s->max_pos;
     bool local = layer_is_local(hp, j->il);
-    int units = j->n * hp->n_head;
+    int units = j->b->n * hp->n_head;
     for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
         int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
-        int pos = s->n_past + t;
+        int pos = j->b->pos[t];
+        const int32_t *table = j->b->block_tables[t];
         int lo = local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
         const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
         for (int p = lo; p <= pos; p++) {
-            const float *k = kc + (size_t)p * kvd + (size_t)g * hd;
+            const float *k = kv_head(kv, kv_row(kv, kv->k, j->il, table, p), g, hd, tmp);
             float dot = 0;
             for (int d = 0; d < hd; d++) dot += q[d] * k[d];
             scores[p - lo] = dot * hp->attn_scale;
@@ -127,7 +183,7 @@ static void attention_worker(void *ctx, int ith, int nth)
         float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int p = lo; p <= pos; p++) {
-            const float *v = vc + (size_t)p * kvd + (size_t)g * hd;
+            const float *v = kv_head(kv, kv_row(kv, kv->v, j->il, table, p), g, hd, tmp);
             float w = scores[p - lo];
             for (int d = 0; d < hd; d++) out[d] += w * v[d];
         }
@@ -141,8 +197,10 @@ static void add_bias(float *x, const float *bias, int n_tok, int dim)
         for (int i = 0; i < dim; i++) x[(size_t)t * dim + i] += bias[i];
 }
 
-static void attention_block(struct forward_state *s, const struct layer *L, int il, int n)
+static void attention_block(struct forward_state *s, const struct kv_store *kv,
+                            const struct batch *b, const struct layer *L, int il)
 {
+    int n = b->n;
     const struct model *m = s->m;
     const struct hparams *hp = &m->hp;
     int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, e = hp->n_embd;
@@ -164,13 +222,14 @@ static void attention_block(struct forward_state *s, const struct layer *L, int 
             for (int h = 0; h < hp->n_head_kv; h++)
                 rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
         }
-        rope(q, hp->n_head, hp, theta, s->n_past + t);
-        rope(k, hp->n_head_kv, hp, theta, s->n_past + t);
-        size_t at = ((size_t)il * s->n_ctx + (size_t)(s->n_past + t)) * (size_t)kvd;
-        memcpy(s->k_cache + at, k, (size_t)kvd * sizeof(float));
-        memcpy(s->v_cache + at, s->v + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+        rope(q, hp->n_head, hp, theta, b->pos[t]);
+        rope(k, hp->n_head_kv, hp, theta, b->pos[t]);
+        /* the rows are ours to write: this token's position in its own sequence */
+        quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->k, il, b->block_tables[t], b->pos[t]), k, kvd);
+        quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->v, il, b->block_tables[t], b->pos[t]),
+                     s->v + (size_t)t * kvd, kvd);
     }
-    struct attn_job job = {s, il, n};
+    struct attn_job job = {s, kv, b, il};
     pool_run(m->pool, attention_worker, &job);
     matmul(m->pool, s->xn, &L->wo, s->attn, n, s->act);
     for (int t = 0; t < n; t++) {
@@ -275,29 +334,27 @@ static void ffn_block(struct forward_state *s, const struct layer *L, int n)
     }
 }
 
-void forward(struct forward_state *s, const int32_t *tokens, int n, bool all_logits,
+void forward(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
              float *logits)
 {
     const struct model *m = s->m;
     const struct hparams *hp = &m->hp;
-    int e = hp->n_embd;
+    int e = hp->n_embd, n = b->n;
     for (int t = 0; t < n; t++) {
         const struct weight *te = &m->tok_embd;
-        dequantize_row(te->type, s->x + (size_t)t * e, te->data + (size_t)tokens[t] * te->row_bytes,
-                       e);
+        dequantize_row(te->type, s->x + (size_t)t * e,
+                       te->data + (size_t)b->tokens[t] * te->row_bytes, e);
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < e; i++) s->x[(size_t)t * e + i] *= hp->embd_scale;
     }
     for (int il = 0; il < hp->n_layer; il++) {
-        attention_block(s, &m->layers[il], il, n);
+        attention_block(s, kv, b, &m->layers[il], il);
         ffn_block(s, &m->layers[il], n);
     }
-    if (logits) {
-        int first = all_logits ? 0 : n - 1;
-        for (int t = first; t < n; t++)
-            rmsnorm(s->xn + (size_t)(t - first) * e, s->x + (size_t)t * e, m->output_norm, e,
-                    hp->rms_eps);
-        matmul(m->pool, logits, &m->output, s->xn, n - first, s->act);
-    }
-    s->n_past += n;
+    if (!logits || !b->want_logits) return;
+    int k = 0;
+    for (int t = 0; t < n; t++)
+        if (b->want_logits[t])
+            rmsnorm(s->xn + (size_t)k++ * e, s->x + (size_t)t * e, m->output_norm, e, hp->rms_eps);
+    if (k) matmul(m->pool, logits, &m->output, s->xn, k, s->act);
 }

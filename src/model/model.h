@@ -76,13 +76,47 @@ struct model {
 kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, struct kiln_err *err);
 void model_unload(struct model *m);
 
-/* Per-sequence state: the KV cache and scratch buffers for up to n_batch tokens per call. */
+/* The model inside a public kiln_model (defined in src/api/kiln.c), for the engine. */
+const struct model *kiln_model_internal(const kiln_model *km);
+
+/* KV memory as the forward pass sees it: per layer, blocks of KV_BLOCK_SIZE token rows of
+ * keys and of values (n_head_kv * head_dim each) in F32, F16 or Q8_0. Which blocks belong
+ * to which sequence is the caller's business (src/engine/kv_cache.c; a kiln_context owns
+ * one sequence's blocks outright). */
+#define KV_BLOCK_SIZE 16
+
+struct kv_store {
+    enum dtype type;
+    int n_blocks;
+    size_t row_bytes; /* one token's keys (or values) in one layer */
+    uint8_t *k, *v;   /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows */
+};
+
+/* Allocates n_blocks blocks of type (F32, F16, or Q8_0 when n_head_kv * head_dim is a
+ * multiple of 32). Fails with KILN_EINVAL for another type, KILN_ENOMEM naming the size. */
+kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype type,
+                          int n_blocks, struct kiln_err *err);
+void kv_store_free(struct kv_store *kv);
+
+/* One forward call: n tokens of any number of sequences, each at its own position. A
+ * token attends to positions 0..pos of its sequence (its block table maps position p to
+ * block table[p / KV_BLOCK_SIZE]); positions before pos must be in the cache already or
+ * come earlier in this batch. */
+struct batch {
+    int n;
+    const int32_t *tokens;              /* [n] */
+    const int32_t *pos;                 /* [n] */
+    const int32_t *const *block_tables; /* [n] each token's sequence's block table */
+    const bool *want_logits;            /* [n] tokens whose logits are written, in order */
+};
+
+/* Scratch for forward calls of up to n_batch tokens attending over up to max_pos positions.
+ * Results depend only on each token's own inputs, never on what else is in the batch. */
 struct forward_state {
     const struct model *m;
-    int n_ctx, n_batch, n_past;
-    float *k_cache, *v_cache; /* [n_layer][n_ctx][n_head_kv][head_dim] */
+    int n_batch, max_pos;
     float *x, *xn, *q, *k, *v, *attn, *ff_gate, *ff_up; /* [n_batch][...] */
-    float *scores;            /* [n_threads][n_ctx] */
+    float *scores;            /* [n_threads][max_pos + head_dim] */
     uint8_t *act;             /* encoded activations, [n_batch][row bytes of the widest input] */
     float *ffn_out;           /* [n_batch][n_embd] */
     float *router_logits;     /* [n_batch][n_expert], MoE only (below too) */
@@ -92,14 +126,14 @@ struct forward_state {
     float *expert_in, *expert_out; /* [n_batch][n_embd] */
 };
 
-kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_ctx,
-                               int n_batch, struct kiln_err *err);
+kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_batch,
+                               int max_pos, struct kiln_err *err);
 void forward_state_free(struct forward_state *s);
 
-/* Runs n (<= n_batch) tokens at positions n_past.. and appends them to the KV cache.
- * Writes logits [n][n_vocab] when all_logits, else [n_vocab] for the last token, if logits
- * is not NULL. The caller checks n_past + n <= n_ctx and token ids. */
-void forward(struct forward_state *s, const int32_t *tokens, int n, bool all_logits,
+/* Runs the batch (b->n <= n_batch tokens), storing each token's keys and values at its
+ * position, and writes logits [k][n_vocab] for the k tokens that want them (if logits is
+ * not NULL). The caller checks positions, block tables and token ids. */
+void forward(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
              float *logits);
 
 #endif

@@ -22,11 +22,23 @@ static void matmul_worker(void *ctx, int ith, int nth)
     int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
     int64_t r0 = t0 * ROW_TILE, r1 = t1 * ROW_TILE < w->rows ? t1 * ROW_TILE : w->rows;
     dot_fn dot = w->kern->dot;
+    dotn_fn dotn = w->kern->dotn;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        for (int t = 0; t < j->n_tok; t++)
-            j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
-                dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+        if (!dotn) {
+            for (int t = 0; t < j->n_tok; t++)
+                j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
+                    dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+            continue;
+        }
+        /* several tokens per pass over the row: it is unpacked once for all of them */
+        for (int t = 0; t < j->n_tok; t += DOT_MAX_COLS) {
+            int nc = j->n_tok - t < DOT_MAX_COLS ? j->n_tok - t : DOT_MAX_COLS;
+            float res[DOT_MAX_COLS];
+            dotn(row, j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols, res);
+            for (int c = 0; c < nc; c++)
+                j->out[(size_t)(t + c) * (size_t)w->rows + (size_t)r] = res[c];
+        }
     }
 }
 

@@ -161,6 +161,15 @@ char *metrics_render(struct metrics *m, const struct sched_stats *s, const char 
     put(&t, "# HELP kiln:num_requests_waiting Sequences queued for a slot.\n"
             "# TYPE kiln:num_requests_waiting gauge\nkiln:num_requests_waiting{%s} %d\n",
         labels, s->waiting);
+    put(&t, "# HELP kiln:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
+            "# TYPE kiln:prefix_cache_queries_total counter\nkiln:prefix_cache_queries_total{%s} %llu\n",
+        labels, (unsigned long long)s->prefix_queries);
+    put(&t, "# HELP kiln:prefix_cache_hits_total Prompt tokens found in the prefix cache.\n"
+            "# TYPE kiln:prefix_cache_hits_total counter\nkiln:prefix_cache_hits_total{%s} %llu\n",
+        labels, (unsigned long long)s->prefix_hits);
+    put(&t, "# HELP kiln:num_preemptions_total Sequences preempted because the KV cache was full.\n"
+            "# TYPE kiln:num_preemptions_total counter\nkiln:num_preemptions_total{%s} %llu\n",
+        labels, (unsigned long long)s->preemptions);
     put(&t, "# HELP kiln:kv_cache_usage_perc Fraction of the KV cache in use (0..1).\n"
             "# TYPE kiln:kv_cache_usage_perc gauge\nkiln:kv_cache_usage_perc{%s} %.6f\n",
         labels, s->kv_capacity ? (double)s->kv_used / (double)s->kv_capacity : 0.0);

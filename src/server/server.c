@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/status.h"
+#include "model/model.h"
 #include "template/chat.h"
 
 #include <arpa/inet.h>
@@ -223,7 +224,28 @@ static bool load_model(struct server *srv, struct kiln_err *err)
         log_warn("%s has no chat template; using ChatML (pass --chat-template FILE to choose)",
                  c->model_path);
     struct sched_params sp = {.n_ctx = c->n_ctx, .max_num_seqs = c->max_num_seqs,
-                              .max_waiting = c->max_waiting};
+                              .max_waiting = c->max_waiting,
+                              .max_batch_tokens = c->max_batch_tokens,
+                              .no_prefix_cache = c->no_prefix_cache};
+    if (c->kv_cache_type) {
+        int t = dtype_parse(c->kv_cache_type);
+        if (t != DTYPE_F16 && t != DTYPE_Q8_0 && t != DTYPE_F32) {
+            kiln_fail(err, KILN_EINVAL, "--kv-cache-type must be f16, q8_0 or f32, not '%s'",
+                      c->kv_cache_type);
+            return false;
+        }
+        sp.kv_type_set = true;
+        sp.kv_type = (enum dtype)t;
+    }
+    if (c->kv_cache_mb > 0) {
+        const struct model *mi = kiln_model_internal(srv->model);
+        uint64_t row;
+        enum dtype t = sp.kv_type_set ? sp.kv_type : DTYPE_F16;
+        dtype_row_bytes(t, (uint64_t)mi->hp.n_head_kv * (uint64_t)mi->hp.head_dim, &row);
+        uint64_t per_block = 2 * row * KV_BLOCK_SIZE * (uint64_t)mi->hp.n_layer;
+        sp.n_kv_blocks = (int)(((uint64_t)c->kv_cache_mb << 20) / per_block);
+        if (sp.n_kv_blocks < 1) sp.n_kv_blocks = 1;
+    }
     if (scheduler_new(srv->model, &sp, &srv->sched, err) != KILN_OK) return false;
     srv->created = (long)time(NULL);
     return true;

@@ -15,6 +15,10 @@ struct server_config {
     int n_threads;                 /* 0: all cores */
     int32_t n_ctx;                 /* per sequence; 0: the model's, at most 4096 */
     int max_num_seqs;              /* sequences generated at once */
+    int max_batch_tokens;          /* tokens per engine step */
+    const char *kv_cache_type;     /* "f16" (default), "q8_0", "f32" */
+    int kv_cache_mb;               /* KV pool size; 0: ctx-size x max-num-seqs tokens */
+    bool no_prefix_cache;
     int max_waiting;               /* queued beyond those before 503 */
     const char *api_key;           /* NULL: no key needed */
     const char *chat_template_path; /* overrides the model's template */

@@ -130,6 +130,38 @@ static void test_simd_dots_match_reference(void)
     }
 }
 
+/* A multi-column kernel gives each column exactly (bit for bit) what the single-column dot
+ * gives it: batching must never change a result. */
+static void test_multi_column_dots_equal_single(void)
+{
+    enum { N = 2048 };
+    static uint8_t w[N * 4], a[DOT_MAX_COLS][N * 4];
+    static float x[N];
+    int checked = 0;
+    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+        enum dtype t = weight_types[k];
+        const struct dot_kernel *kern = dot_kernel_for(t);
+        if (!kern || !kern->dotn) continue;
+        random_row(t, w, N);
+        for (int c = 0; c < DOT_MAX_COLS; c++) {
+            for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 5 == 0 ? 8.f : 1.f);
+            act_encode(kern->act, a[c], x, N);
+        }
+        size_t stride = sizeof a[0];
+        for (int nc = 1; nc <= DOT_MAX_COLS; nc++) {
+            float out[DOT_MAX_COLS];
+            kern->dotn(w, a[0], stride, nc, N, out);
+            for (int c = 0; c < nc; c++) {
+                float single = kern->dot(w, a[c], N);
+                CHECK(memcmp(&single, &out[c], sizeof single) == 0, "%s nc=%d col %d: %.9g vs %.9g",
+                      dtype_get(t)->name, nc, c, out[c], single);
+            }
+        }
+        checked++;
+    }
+    CHECK(cpu_best_isa() == ISA_REF || checked >= 6, "only %d multi-column kernels", checked);
+}
+
 static void test_f16_conversion_roundtrips(void)
 {
     for (uint32_t h = 0; h < 65536; h++) {
@@ -207,6 +239,7 @@ int main(void)
     RUN(test_f16_conversion_roundtrips);
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
+    RUN(test_multi_column_dots_equal_single);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));

@@ -62,11 +62,17 @@ static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
 static void resolve_kernels(void)
 {
     const dot_fn *tables[3] = {dot_table_ref, dot_table_avx2, dot_table_avx512};
+    /* a multi-column kernel goes with the single-column one of its own ISA only */
+    const dotn_fn *ntables[3] = {NULL, dotn_table_avx2, NULL};
     for (int t = 0; t < DTYPE_COUNT; t++) {
         dot_fn fn = NULL;
+        dotn_fn fnn = NULL;
         for (int isa = 0; isa < 3; isa++) {
-            if (tables[isa][t]) fn = tables[isa][t];
-            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn};
+            if (tables[isa][t]) {
+                fn = tables[isa][t];
+                fnn = ntables[isa] ? ntables[isa][t] : NULL;
+            }
+            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn};
         }
     }
 }

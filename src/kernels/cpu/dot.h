@@ -19,9 +19,17 @@ enum act_type {
 /* w: one row of n weights; a: the same n activations encoded as act. */
 typedef float (*dot_fn)(const void *w, const void *a, int64_t n);
 
+/* Dots of one weight row with n_cols (<= DOT_MAX_COLS) activation rows at a, a + stride,
+ * ...: out[c]. Each column's arithmetic is exactly dot's on that row alone, so a result
+ * never depends on what else is in the batch. */
+#define DOT_MAX_COLS 4
+typedef void (*dotn_fn)(const void *w, const void *a, size_t stride, int n_cols, int64_t n,
+                        float *out);
+
 struct dot_kernel {
     enum act_type act;
     dot_fn dot;
+    dotn_fn dotn; /* NULL: call dot per column */
 };
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
@@ -42,5 +50,6 @@ void act_encode(enum act_type act, void *dst, const float *x, int64_t n);
 extern const dot_fn dot_table_ref[DTYPE_COUNT];
 extern const dot_fn dot_table_avx2[DTYPE_COUNT];
 extern const dot_fn dot_table_avx512[DTYPE_COUNT];
+extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 
 #endif
