@@ -154,7 +154,9 @@ static const float *kv_head(const struct kv_store *kv, const uint8_t *row, int g
 }
 
 /* One (token, head) pair per unit of work: scores over the visible positions, softmax,
- * weighted sum of values. Each unit reads only its own token's query and sequence. */
+ * weighted sum of values. Each unit reads only its own token's query and sequence, so the
+ * result never depends on the rest of the batch. Scores use the vectorized dot kernels
+ * (F16 and F32 keys are read in place); values are converted a head at a time. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -166,6 +168,10 @@ static void attention_worker(void *ctx, int ith, int nth)
     float *scores = s->scores + (size_t)ith * ((size_t)s->max_pos + (size_t)hd);
     float *tmp = scores + s->max_pos;
     bool local = layer_is_local(hp, j->il);
+    /* keys in F32 or F16 go straight to the dot kernel; Q8_0 keys are expanded first */
+    bool direct = kv->type != DTYPE_Q8_0;
+    const struct dot_kernel *kdot = dot_kernel_for(direct ? kv->type : DTYPE_F32);
+    size_t elem = kv->type == DTYPE_F32 ? sizeof(float) : sizeof(f16_t);
     int units = j->b->n * hp->n_head;
     for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
         int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
@@ -174,18 +180,19 @@ static void attention_worker(void *ctx, int ith, int nth)
         int lo = local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
         const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
         for (int p = lo; p <= pos; p++) {
-            const float *k = kv_head(kv, kv_row(kv, kv->k, j->il, table, p), g, hd, tmp);
-            float dot = 0;
-            for (int d = 0; d < hd; d++) dot += q[d] * k[d];
-            scores[p - lo] = dot * hp->attn_scale;
+            const uint8_t *row = kv_row(kv, kv->k, j->il, table, p);
+            const void *k = direct ? (const void *)(row + (size_t)g * hd * elem)
+                                   : (const void *)kv_head(kv, row, g, hd, tmp);
+            scores[p - lo] = kdot->dot(k, q, hd) * hp->attn_scale;
         }
         softmax(scores, pos - lo + 1);
         float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int p = lo; p <= pos; p++) {
-            const float *v = kv_head(kv, kv_row(kv, kv->v, j->il, table, p), g, hd, tmp);
+            const uint8_t *row = kv_row(kv, kv->v, j->il, table, p);
             float w = scores[p - lo];
-            for (int d = 0; d < hd; d++) out[d] += w * v[d];
+            if (kv->type == DTYPE_F16) axpy_f16(out, w, (const f16_t *)row + (size_t)g * hd, hd);
+            else axpy_f32(out, w, kv_head(kv, row, g, hd, tmp), hd);
         }
     }
 }

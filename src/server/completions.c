@@ -621,6 +621,9 @@ enum MHD_Result handle_completion(struct request *req, enum oai_kind kind)
         generation_free(g);
         return r;
     }
+    /* The read timeout is for clients that stall while sending; a long prefill must not
+     * count as idleness (on_completed restores it for the next request). */
+    MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     snprintf(g->id, sizeof g->id, "%s-%016llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)random_u64());
     g->created = (long)time(NULL);

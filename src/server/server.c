@@ -191,7 +191,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct server *srv = cls;
     struct request *req = *con_cls;
     if (!req) return;
@@ -201,6 +200,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              req->prompt_tokens, req->completion_tokens, ms,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     if (req->counted_in_flight) atomic_fetch_sub(&srv->in_flight, 1);
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)srv->cfg.read_timeout_s);
     free(req->body);
     free(req);
     *con_cls = NULL;

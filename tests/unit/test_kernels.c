@@ -1,6 +1,7 @@
 /* Tests for dequantization and dot kernels: the scalar dot agrees with dequantize-then-
  * multiply, and every SIMD kernel agrees with the scalar one, on random blocks and sizes. */
 #include "check.h"
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/dot.h"
 #include "tensor/quant.h"
 
@@ -162,6 +163,29 @@ static void test_multi_column_dots_equal_single(void)
     CHECK(cpu_best_isa() == ISA_REF || checked >= 6, "only %d multi-column kernels", checked);
 }
 
+/* The attention's row helpers: AVX2 versions equal the scalar ones bit for bit. */
+static void test_attention_row_helpers(void)
+{
+    enum { N = 77 }; /* not a multiple of 8: the tails count too */
+    f16_t h[N];
+    float x[N], a[N], b[N], y1[N], y2[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = next_f() * 4 - 2;
+        h[i] = f32_to_f16(next_f() * 100 - 50);
+        y1[i] = y2[i] = next_f();
+    }
+    if (cpu_best_isa() < ISA_AVX2) return;
+    f16_row_to_f32_ref(a, h, N);
+    f16_row_to_f32_avx2(b, h, N);
+    CHECK(!memcmp(a, b, sizeof a), "f16 conversion differs");
+    axpy_f32_ref(y1, 0.37f, x, N);
+    axpy_f32_avx2(y2, 0.37f, x, N);
+    CHECK(!memcmp(y1, y2, sizeof y1), "axpy_f32 differs");
+    axpy_f16_ref(y1, -1.5f, h, N);
+    axpy_f16_avx2(y2, -1.5f, h, N);
+    CHECK(!memcmp(y1, y2, sizeof y1), "axpy_f16 differs");
+}
+
 static void test_f16_conversion_roundtrips(void)
 {
     for (uint32_t h = 0; h < 65536; h++) {
@@ -240,6 +264,7 @@ int main(void)
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
     RUN(test_multi_column_dots_equal_single);
+    RUN(test_attention_row_helpers);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));
