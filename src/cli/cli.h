@@ -25,6 +25,9 @@ struct cli_opts {
         *allowed_origin, *log_file;
     int port, max_num_seqs, max_waiting, max_body_mb, timeout_s, shutdown_grace_s;
     int max_batch_tokens, kv_cache_mb;
+    /* bench */
+    int repetitions;
+    bool json;
     const char *kv_cache_type;
     bool no_prefix_cache;
     struct kiln_sampling sampling;
@@ -49,5 +52,6 @@ int cmd_generate(struct cli_opts *o);
 int cmd_chat(struct cli_opts *o);
 int cmd_quantize(struct cli_opts *o);
 int cmd_serve(struct cli_opts *o);
+int cmd_bench(struct cli_opts *o);
 
 #endif

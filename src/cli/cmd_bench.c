@@ -1,0 +1,197 @@
+/* `kiln bench --model-path M [-p 512] [-n 128] [-t N] [-r 5] [--json]`: prompt processing
+ * (pp) and generation (tg) speed like llama-bench, and generation as a fraction of the
+ * machine's measured memory read bandwidth (the roofline: each generated token reads every
+ * weight once). Contract: src/cli/cli.h. */
+#include "cli.h"
+
+#include "base/pool.h"
+#include "gguf/gguf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void mean_std(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0;
+}
+
+/* ---- memory bandwidth ------------------------------------------------------------------- */
+
+struct bw_job {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sums[64];
+};
+
+static void bw_worker(void *ctx, int ith, int nth)
+{
+    struct bw_job *j = ctx;
+    size_t lo = j->n * (size_t)ith / (size_t)nth, hi = j->n * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = lo; i + 4 <= hi; i += 4) {
+        a += j->buf[i];
+        b += j->buf[i + 1];
+        c += j->buf[i + 2];
+        d += j->buf[i + 3];
+    }
+    j->sums[ith % 64] = a ^ b ^ c ^ d; /* keeps the reads from being optimized away */
+}
+
+/* Best of a few full reads of a 1 GiB buffer on every thread, in bytes per second. */
+static double read_bandwidth(int n_threads)
+{
+    size_t bytes = (size_t)1 << 30;
+    uint64_t *buf = malloc(bytes);
+    struct pool *pool = pool_new(n_threads);
+    if (!buf || !pool) {
+        free(buf);
+        pool_free(pool);
+        return 0;
+    }
+    memset(buf, 1, bytes);
+    struct bw_job job = {buf, bytes / sizeof *buf, {0}};
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        pool_run(pool, bw_worker, &job);
+        double bw = (double)bytes / (now_s() - t0);
+        if (bw > best) best = bw;
+    }
+    pool_free(pool);
+    free(buf);
+    return best;
+}
+
+/* Bytes of weights one generated token reads: every matrix, but only one row of the token
+ * embedding unless it doubles as the output matrix. */
+static uint64_t weight_bytes_per_token(const char *path, uint64_t *file_bytes)
+{
+    struct gguf_file *g;
+    struct kiln_err err = {{0}};
+    if (gguf_open(path, &g, &err) != KILN_OK) return 0;
+    bool tied = !gguf_find_tensor(g, "output.weight");
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct gguf_tensor *t = &g->tensors[i];
+        if (t->n_dims < 2) continue;
+        if (!strcmp(t->name, "token_embd.weight") && !tied) continue;
+        total += t->size;
+    }
+    *file_bytes = g->size;
+    gguf_close(g);
+    return total;
+}
+
+/* ---- the runs --------------------------------------------------------------------------- */
+
+static bool run_pp(kiln_context *ctx, const int32_t *tokens, int n, double *tps)
+{
+    struct kiln_err err = {{0}};
+    kiln_context_reset(ctx);
+    double t0 = now_s();
+    if (kiln_eval(ctx, tokens, (size_t)n, false, NULL, &err) != KILN_OK) {
+        fprintf(stderr, "kiln bench: %s\n", err.msg);
+        return false;
+    }
+    *tps = n / (now_s() - t0);
+    return true;
+}
+
+static bool run_tg(kiln_context *ctx, float *logits, int32_t first, int n, int32_t n_vocab,
+                   double *tps)
+{
+    struct kiln_err err = {{0}};
+    kiln_context_reset(ctx);
+    int32_t tok = first;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        if (kiln_eval(ctx, &tok, 1, false, logits, &err) != KILN_OK) {
+            fprintf(stderr, "kiln bench: %s\n", err.msg);
+            return false;
+        }
+        tok = (int32_t)((tok * 31 + 7) % n_vocab); /* any token: speed does not depend on it */
+    }
+    *tps = n / (now_s() - t0);
+    return true;
+}
+
+int cmd_bench(struct cli_opts *o)
+{
+    /* -p and -n are the prompt and generation lengths here, as in llama-bench */
+    int n_pp = o->prompt ? atoi(o->prompt) : 512, n_tg = o->n_predict;
+    int reps = o->repetitions > 0 ? o->repetitions : 5;
+    if (n_pp < 1 || n_tg < 1) {
+        fprintf(stderr, "usage: kiln bench --model-path M [-p 512] [-n 128] [-t N] [-r 5] [--json]\n");
+        return 2;
+    }
+    kiln_model *m = cli_open_model(o);
+    if (!m) return 1;
+    int32_t n_vocab = kiln_model_n_vocab(m);
+    kiln_context *ctx = NULL;
+    struct kiln_err err = {{0}};
+    int32_t *tokens = malloc((size_t)n_pp * sizeof *tokens);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    if (!tokens || !logits ||
+        kiln_context_new(m, n_pp > n_tg ? n_pp : n_tg, &ctx, &err) != KILN_OK) {
+        fprintf(stderr, "kiln bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+        kiln_model_free(m);
+        return 1;
+    }
+    for (int i = 0; i < n_pp; i++) tokens[i] = (int32_t)((i * 7919 + 13) % n_vocab);
+    double pp[64], tg[64], dummy;
+    if (reps > 64) reps = 64;
+    /* one warm-up of each (page faults, caches) */
+    bool ok = run_pp(ctx, tokens, n_pp < 32 ? n_pp : 32, &dummy) && run_tg(ctx, logits, tokens[0], 4, n_vocab, &dummy);
+    for (int r = 0; ok && r < reps; r++)
+        ok = run_pp(ctx, tokens, n_pp, &pp[r]) && run_tg(ctx, logits, tokens[0], n_tg, n_vocab, &tg[r]);
+    if (!ok) {
+        kiln_context_free(ctx);
+        kiln_model_free(m);
+        return 1;
+    }
+    double pp_mean, pp_sd, tg_mean, tg_sd;
+    mean_std(pp, reps, &pp_mean, &pp_sd);
+    mean_std(tg, reps, &tg_mean, &tg_sd);
+    uint64_t file_bytes = 0, per_token = weight_bytes_per_token(o->model_path, &file_bytes);
+    int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    double bw = read_bandwidth(threads);
+    double roofline = bw > 0 ? tg_mean * (double)per_token / bw : 0;
+    if (o->json) {
+        printf("{\"model\": \"%s\", \"desc\": \"%s\", \"file_bytes\": %llu, \"threads\": %d, "
+               "\"repetitions\": %d, \"results\": [{\"test\": \"pp%d\", \"tokens_per_second\": %.3f, "
+               "\"stddev\": %.3f}, {\"test\": \"tg%d\", \"tokens_per_second\": %.3f, \"stddev\": %.3f}], "
+               "\"weight_bytes_per_token\": %llu, \"read_bandwidth_gbs\": %.3f, "
+               "\"tg_roofline_fraction\": %.4f}\n",
+               o->model_path, kiln_model_desc(m), (unsigned long long)file_bytes, threads, reps, n_pp,
+               pp_mean, pp_sd, n_tg, tg_mean, tg_sd, (unsigned long long)per_token, bw / 1e9, roofline);
+    } else {
+        printf("| model | size | threads | test | t/s |\n|---|---|---|---|---|\n");
+        printf("| %s | %.2f MiB | %d | pp%d | %.2f ± %.2f |\n", kiln_model_desc(m),
+               (double)file_bytes / 1048576.0, threads, n_pp, pp_mean, pp_sd);
+        printf("| %s | %.2f MiB | %d | tg%d | %.2f ± %.2f |\n", kiln_model_desc(m),
+               (double)file_bytes / 1048576.0, threads, n_tg, tg_mean, tg_sd);
+        printf("\ngeneration reads %.1f MiB of weights per token; measured read bandwidth "
+               "%.2f GB/s; tg at %.0f%% of that roofline\n",
+               (double)per_token / 1048576.0, bw / 1e9, 100 * roofline);
+    }
+    free(tokens);
+    free(logits);
+    kiln_context_free(ctx);
+    kiln_model_free(m);
+    return 0;
+}
