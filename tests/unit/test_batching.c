@@ -111,6 +111,29 @@ static void test_forced_preemption(void)
     CHECK(st.preemptions > 0, "the tiny pool forced no preemption");
 }
 
+/* A Q8_0 cache gives slightly different numbers than F16, but batching still changes none. */
+static void test_q8_0_cache_is_exact_too(void)
+{
+    struct kiln_engine_params one = {.n_ctx = 256, .kv_cache_type = "q8_0"};
+    struct kiln_engine_params many = {.n_ctx = 256, .max_num_seqs = 8, .kv_cache_type = "q8_0"};
+    struct kiln_batch_request reqs[8];
+    struct kiln_batch_result solo[8], together[8];
+    struct kiln_err err = {{0}};
+    for (int i = 0; i < 8; i++) {
+        reqs[i] = request(i);
+        CHECK(kiln_generate_batch(model, &one, &reqs[i], 1, &solo[i], NULL, &err) == KILN_OK, "%s", err.msg);
+    }
+    CHECK(kiln_generate_batch(model, &many, reqs, 8, together, NULL, &err) == KILN_OK, "%s", err.msg);
+    for (int i = 0; i < 8; i++)
+        CHECK(together[i].n_tokens == N_GEN &&
+              !memcmp(together[i].tokens, solo[i].tokens, N_GEN * sizeof(int32_t)),
+              "sequence %d differs batched with a Q8_0 cache", i);
+    kiln_batch_results_free(solo, 8);
+    kiln_batch_results_free(together, 8);
+    struct kiln_engine_params bad = {.kv_cache_type = "q4_k"};
+    CHECK(kiln_generate_batch(model, &bad, reqs, 1, solo, NULL, &err) == KILN_EINVAL, "q4_k cache accepted");
+}
+
 static void test_refusals_are_per_request(void)
 {
     struct kiln_engine_params p = {.n_ctx = 64};
@@ -139,6 +162,7 @@ int main(void)
     RUN(test_batched_with_1_7_31_others);
     RUN(test_small_batches_and_chunked_prefill);
     RUN(test_forced_preemption);
+    RUN(test_q8_0_cache_is_exact_too);
     RUN(test_refusals_are_per_request);
     kiln_batch_results_free(alone, N_SEQ);
     kiln_model_free(model);
