@@ -356,8 +356,7 @@ static void preempt_newest(struct scheduler *s)
 {
     struct seq *victim = s->running[s->n_running - 1];
     release_blocks(s, victim);
-    victim->plan_tokens = 0;
-    victim->n_prompt_lp = victim->n_prompt_lp; /* prompt logprobs already sent stay sent */
+    victim->plan_tokens = 0; /* prompt logprobs already sent stay sent (n_prompt_lp kept) */
     pthread_mutex_lock(&s->mu);
     s->n_running--;
     victim->next_waiting = s->wait_head;

@@ -130,8 +130,20 @@ static void put_histogram(struct text *t, const char *name, const char *help,
 char *metrics_render(struct metrics *m, const struct sched_stats *s, const char *model)
 {
     struct text t = {0};
-    char labels[300];
-    snprintf(labels, sizeof labels, "model_name=\"%s\"", model);
+    /* label values escape backslash, quote and newline (Prometheus text format) */
+    char esc[600], labels[640];
+    size_t k = 0;
+    for (const char *p = model; *p && k + 3 < sizeof esc; p++) {
+        if (*p == '\\' || *p == '"') esc[k++] = '\\';
+        if (*p == '\n') {
+            esc[k++] = '\\';
+            esc[k++] = 'n';
+            continue;
+        }
+        esc[k++] = *p;
+    }
+    esc[k] = 0;
+    snprintf(labels, sizeof labels, "model_name=\"%s\"", esc);
     pthread_mutex_lock(&m->mu);
     put(&t, "# HELP kiln:http_requests_total HTTP responses sent, by status code.\n"
             "# TYPE kiln:http_requests_total counter\n");

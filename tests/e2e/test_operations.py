@@ -49,7 +49,8 @@ def test_api_key(model_path, tmp_path):
 
 def test_cors_and_access_log(model_path, tmp_path):
     log = tmp_path / "kiln.log"
-    srv = Server(model_path, "--allowed-origin", "https://example.com", "--log-file", log)
+    srv = Server(model_path, "--allowed-origin", "https://example.com", "--log-file", log,
+                 "--served-model-name", 'we"ird\\name')
     try:
         r = httpx.options(srv.base_url + "/v1/chat/completions",
                           headers={"Origin": "https://example.com",
@@ -60,6 +61,8 @@ def test_cors_and_access_log(model_path, tmp_path):
         r = httpx.post(srv.base_url + "/v1/completions",
                        json={"prompt": "Hello", "max_tokens": 3, "ignore_eos": True})
         assert r.headers["access-control-allow-origin"] == "https://example.com"
+        # label values are escaped in the Prometheus text
+        assert 'model_name="we\\"ird\\\\name"' in httpx.get(srv.base_url + "/metrics").text
     finally:
         assert srv.stop() == 0
     text = log.read_text()
