@@ -110,17 +110,6 @@ static void dequant_q3_k(float *y, const struct block_q3_k *x, int64_t nb)
     }
 }
 
-void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 static void dequant_q4_k(float *y, const struct block_q4_k *x, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++) {

@@ -16,8 +16,18 @@ bool dequantize_row(enum dtype t, float *y, const void *x, int64_t n);
 
 /* Unpacks the 16 6-bit Q3_K scales (stored biased by 32) into signed values. */
 void q3_k_unpack_scales(int8_t out[16], const uint8_t packed[12]);
-/* Scale and min j (0..7) of a Q4_K/Q5_K super-block, 6 bits each. */
-void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+/* Scale and min j (0..7) of a Q4_K/Q5_K super-block, 6 bits each. Inline: the dot
+ * kernels call it for every sub-block. */
+static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
 
 /* Activations for the 32-element types: [n/32] block_q8a. */
 void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n);

@@ -309,7 +309,7 @@ static float dot_q3_k(const void *w, const void *a, int64_t n)
  * activation rows; sums[c] gets each column's contribution. */
 static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16_t dminw, const uint8_t *scales,
                                     const uint8_t *qs, const uint8_t *qh, const void *a,
-                                    size_t stride, int64_t i, int nc, float *sums)
+                                    size_t stride, int64_t i, int nc, __m256 *acc, float *mins)
 {
     __m256i sumi[DOT_MAX_COLS];
     int summ[DOT_MAX_COLS];
@@ -350,17 +350,24 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16
     for (int c = 0; c < nc; c++) {
         const struct block_q8_k *y =
             (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-        __m256 v = _mm256_mul_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[c]));
-        sums[c] += hsum_ps(v) - dmin * y->d * (float)summ[c];
+        /* one horizontal sum per row, not per super-block */
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        mins[c] += dmin * y->d * (float)summ[c];
     }
 }
 
 static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
     const struct block_q4_k *x = w;
-    for (int c = 0; c < nc; c++) out[c] = 0;
+    __m256 acc[DOT_MAX_COLS];
+    float mins[DOT_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        acc[c] = _mm256_setzero_ps();
+        mins[c] = 0;
+    }
     for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, a, stride, i, nc, out);
+        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, a, stride, i, nc, acc, mins);
+    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
 }
 
 COLUMN_DISPATCH(dotn_q4_k)
@@ -368,9 +375,15 @@ COLUMN_DISPATCH(dotn_q4_k)
 static inline __attribute__((always_inline)) void dotn_q5_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
     const struct block_q5_k *x = w;
-    for (int c = 0; c < nc; c++) out[c] = 0;
+    __m256 acc[DOT_MAX_COLS];
+    float mins[DOT_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        acc[c] = _mm256_setzero_ps();
+        mins[c] = 0;
+    }
     for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, a, stride, i, nc, out);
+        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, a, stride, i, nc, acc, mins);
+    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
 }
 
 COLUMN_DISPATCH(dotn_q5_k)
