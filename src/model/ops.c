@@ -49,13 +49,29 @@ static void matmul_encoded(struct pool *pool, float *out, const struct weight *w
     pool_run(pool, matmul_worker, &job);
 }
 
+struct encode_job {
+    const struct weight *w;
+    const float *in;
+    uint8_t *act;
+    size_t act_bytes;
+    int n_tok;
+};
+
+static void encode_worker(void *ctx, int ith, int nth)
+{
+    const struct encode_job *j = ctx;
+    for (int t = j->n_tok * ith / nth; t < j->n_tok * (ith + 1) / nth; t++)
+        act_encode(j->w->kern->act, j->act + (size_t)t * j->act_bytes,
+                   j->in + (size_t)t * (size_t)j->w->cols, j->w->cols);
+}
+
 void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
             uint8_t *act)
 {
-    size_t act_bytes = act_row_bytes(w->kern->act, w->cols);
-    for (int t = 0; t < n_tok; t++)
-        act_encode(w->kern->act, act + (size_t)t * act_bytes, in + (size_t)t * (size_t)w->cols,
-                   w->cols);
+    /* a row's encoding depends on that row only: splitting tokens among threads is exact */
+    struct encode_job job = {w, in, act, act_row_bytes(w->kern->act, w->cols), n_tok};
+    if (n_tok > 1) pool_run(pool, encode_worker, &job);
+    else encode_worker(&job, 0, 1);
     matmul_encoded(pool, out, w, act, n_tok);
 }
 
