@@ -19,7 +19,7 @@
 struct choice {
     struct seq *seq;
     int index, prompt_index;
-    bool done, role_sent, final_sent;
+    bool done, role_sent;
     char *text; /* accumulated (non-streaming) */
     size_t len, cap;
     json_t *logprobs;     /* chat: content array; completions: the four arrays in an object */

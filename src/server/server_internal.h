@@ -32,7 +32,6 @@ struct request {
     char *body;
     size_t body_len, body_cap;
     bool body_too_large;
-    bool first_call_done;
     double start;
     int status;            /* sent, for the access log */
     int prompt_tokens, completion_tokens;
