@@ -313,16 +313,26 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16
 {
     __m256i sumi[DOT_MAX_COLS];
     int summ[DOT_MAX_COLS];
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) k4_scale_min(j, scales, &sc[j], &mn[j]);
+    /* the mins against the activations' 16-value sums, all at once: lane k holds the min
+     * of sub-block k / 2 (integer arithmetic, so exactly the scalar sum) */
+    __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+    __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
     for (int c = 0; c < nc; c++) {
+        const struct block_q8_k *y =
+            (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
+        __m256i p = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mins16);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        summ[c] = _mm_cvtsi128_si32(h);
         sumi[c] = _mm256_setzero_si256();
-        summ[c] = 0;
     }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
-        uint8_t sc0, m0, sc1, m1;
-        k4_scale_min(2 * j, scales, &sc0, &m0);
-        k4_scale_min(2 * j + 1, scales, &sc1, &m1);
+        uint8_t sc0 = sc[2 * j], sc1 = sc[2 * j + 1];
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
         __m256i lo = _mm256_and_si256(q, m4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -337,8 +347,6 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16
         for (int c = 0; c < nc; c++) {
             const struct block_q8_k *y =
                 (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-            summ[c] += m0 * (y->bsums[4 * j] + y->bsums[4 * j + 1]) +
-                       m1 * (y->bsums[4 * j + 2] + y->bsums[4 * j + 3]);
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j + 32));
             __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
