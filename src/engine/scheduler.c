@@ -34,6 +34,7 @@ struct seq {
     pthread_cond_t ready;
     struct event_node *head, *tail;
     int refs; /* the scheduler's and the consumer's */
+    struct event_node *done_node; /* reserved for SEQ_DONE, so the end is never lost */
     atomic_bool canceled;
 
     /* the request (owned copies) */
@@ -117,6 +118,7 @@ static void seq_free(struct seq *q)
     free(q->tokens);
     free(q->prev_logits);
     free(q->table);
+    free(q->done_node);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->ready);
     free(q);
@@ -134,7 +136,12 @@ static void seq_unref(struct seq *q)
  * (and frees them) when out of memory. */
 static bool emit(struct seq *q, struct seq_event *ev)
 {
-    struct event_node *node = malloc(sizeof *node);
+    struct event_node *node = NULL;
+    if (ev->type == SEQ_DONE) {
+        node = q->done_node;
+        q->done_node = NULL;
+    }
+    if (!node) node = malloc(sizeof *node);
     if (!node) {
         seq_event_free(ev);
         return false;
@@ -205,6 +212,8 @@ static struct seq *seq_from_request(const struct seq_request *r)
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->ready, NULL);
     q->refs = 2;
+    q->chain = KV_ROOT_HASH;
+    q->done_node = malloc(sizeof *q->done_node);
     q->n_prompt = q->n_tokens = r->n_prompt;
     q->tokens = malloc((r->n_prompt + (size_t)r->max_tokens + 1) * sizeof *q->tokens);
     q->sampling = r->sampling;
@@ -215,7 +224,7 @@ static struct seq *seq_from_request(const struct seq_request *r)
     }
     q->sampling.logit_bias = q->bias;
     q->stop = calloc(r->n_stop ? r->n_stop : 1, sizeof *q->stop);
-    bool ok = q->tokens && q->stop && (q->bias || !r->sampling.n_logit_bias);
+    bool ok = q->tokens && q->stop && q->done_node && (q->bias || !r->sampling.n_logit_bias);
     for (size_t i = 0; ok && i < r->n_stop; i++) {
         ok = (q->stop[i] = strdup(r->stop[i])) != NULL;
         q->n_stop += ok;
@@ -243,6 +252,13 @@ kiln_status scheduler_submit(struct scheduler *s, const struct seq_request *r, s
                          "this model's context is %d tokens, but %zu prompt tokens plus %d "
                          "max_tokens were requested",
                          n_ctx, r->n_prompt, r->max_tokens);
+    /* a sequence the whole pool cannot hold would be preempted forever */
+    int64_t blocks = ((int64_t)r->n_prompt + r->max_tokens + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE;
+    if (blocks > s->kv.n_blocks)
+        return kiln_fail(err, KILN_ERANGE,
+                         "%zu prompt tokens plus %d max_tokens do not fit the KV cache (%d "
+                         "tokens; see --kv-cache-mem)",
+                         r->n_prompt, r->max_tokens, s->kv.n_blocks * KV_BLOCK_SIZE);
     for (size_t i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= s->n_vocab)
             return kiln_fail(err, KILN_EINVAL, "token id %d is outside the vocabulary (0..%d)",
@@ -417,8 +433,10 @@ static bool start_sequence(struct scheduler *s, struct seq *q)
     text_stream_init(&q->text, (const char *const *)q->stop, q->n_stop);
     if (sampler_init(&q->sampler, &q->sampling, s->n_vocab, &err) != KILN_OK) {
         text_stream_free(&q->text);
-        emit(q, &(struct seq_event){.type = SEQ_DONE, .status = KILN_EINVAL,
-                                    .n_prompt = (int32_t)q->n_prompt});
+        struct seq_event ev = {.type = SEQ_DONE, .status = KILN_EINVAL,
+                               .n_prompt = (int32_t)q->n_prompt};
+        snprintf(ev.error, sizeof ev.error, "%s", err.msg[0] ? err.msg : "cannot start the sampler");
+        emit(q, &ev);
         return false;
     }
     q->started = true;
@@ -565,7 +583,6 @@ static void step(struct scheduler *s)
             continue;
         }
         bool fresh = q->arrival == 0;
-        if (fresh) q->arrival = ++s->next_arrival;
         match_prefix(s, q);
         size_t left = q->n_tokens - q->n_computed;
         size_t k = left < (size_t)budget ? left : (size_t)budget;
@@ -582,6 +599,7 @@ static void step(struct scheduler *s)
             break;
         }
         if (q->prompt_logprobs) lp_chunk_taken = true;
+        if (fresh) q->arrival = ++s->next_arrival;
         q->plan_tokens = (int)k;
         budget -= (int)k;
         pthread_mutex_lock(&s->mu);

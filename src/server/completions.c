@@ -592,10 +592,11 @@ static enum MHD_Result respond_stream(struct generation *g)
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    add_common_headers(g->req, resp);
-    enum MHD_Result r = MHD_queue_response(g->req->conn, 200, resp);
+    struct request *req = g->req; /* destroying an unqueued response frees g */
+    add_common_headers(req, resp);
+    enum MHD_Result r = MHD_queue_response(req->conn, 200, resp);
     MHD_destroy_response(resp);
-    g->req->status = 200;
+    if (r == MHD_YES) req->status = 200;
     return r;
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -284,6 +285,19 @@ int server_run(const struct server_config *cfg)
         fprintf(stderr, "kiln: --host must be an IPv4 address, got '%s'\n", srv.cfg.host);
         return 2;
     }
+    /* SIGTERM / SIGINT stay blocked (in every thread started from here) except while the
+     * main thread waits in sigsuspend, so a signal can never slip between check and wait. */
+    sigset_t stop_set, wait_mask;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_set, &wait_mask);
+    sigdelset(&wait_mask, SIGTERM);
+    sigdelset(&wait_mask, SIGINT);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     /* The server listens while the model loads, so /health can say so. */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
@@ -300,10 +314,7 @@ int server_run(const struct server_config *cfg)
     }
     log_info("listening on http://%s:%d (model %s loading)", srv.cfg.host, srv.cfg.port,
              srv.model_id);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+
     struct kiln_err err = {{0}};
     int rc = 0;
     if (!load_model(&srv, &err)) {
@@ -314,10 +325,11 @@ int server_run(const struct server_config *cfg)
     atomic_store(&srv.ready, true);
     fprintf(stderr, "kiln: serving %s on http://%s:%d/v1\n", srv.model_id, srv.cfg.host,
             srv.cfg.port);
-    while (!stop_signal) pause();
+    while (!stop_signal) sigsuspend(&wait_mask);
     log_info("signal %d: no new connections; waiting up to %d s for %d requests in flight",
              (int)stop_signal, srv.cfg.shutdown_grace_s, atomic_load(&srv.in_flight));
-    MHD_quiesce_daemon(d);
+    if (MHD_quiesce_daemon(d) == MHD_INVALID_SOCKET)
+        log_warn("could not stop accepting connections; finishing anyway");
     for (double t0 = server_now();
          atomic_load(&srv.in_flight) > 0 && server_now() - t0 < srv.cfg.shutdown_grace_s;)
         usleep(20000);

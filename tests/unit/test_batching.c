@@ -146,6 +146,12 @@ static void test_refusals_are_per_request(void)
     CHECK(res[0].status == KILN_OK && res[0].n_tokens == N_GEN, "the good one failed");
     CHECK(res[1].status == KILN_ERANGE && strstr(res[1].err_msg, "context"), "%s", res[1].err_msg);
     kiln_batch_results_free(res, 2);
+    /* a sequence the whole KV pool cannot hold is refused, not preempted forever */
+    struct kiln_engine_params tiny = {.n_ctx = 256, .n_kv_blocks = 2};
+    struct kiln_batch_request big = request(3); /* 60 prompt tokens + 16 > 32 */
+    CHECK(kiln_generate_batch(model, &tiny, &big, 1, res, NULL, &err) == KILN_OK, "%s", err.msg);
+    CHECK(res[0].status == KILN_ERANGE && strstr(res[0].err_msg, "KV cache"), "%s", res[0].err_msg);
+    kiln_batch_results_free(res, 1);
 }
 
 int main(void)
