@@ -69,6 +69,9 @@ const char *kiln_model_desc(const kiln_model *model);
  * (*n_out then holds the count needed). Any thread. */
 kiln_status kiln_tokenize(const kiln_model *model, const char *text, size_t len, bool add_special,
                           bool parse_special, int32_t *ids, size_t cap, size_t *n_out);
+/* The same into a new array (free it with free()); NULL when out of memory. */
+int32_t *kiln_tokenize_new(const kiln_model *model, const char *text, size_t len,
+                           bool add_special, bool parse_special, size_t *n_out);
 
 /* Writes the bytes of one token (special tokens rendered only when render_special).
  * Returns the byte count, or -needed when cap is too small. */

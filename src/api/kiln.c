@@ -139,6 +139,18 @@ kiln_status kiln_tokenize(const kiln_model *km, const char *text, size_t len, bo
     return (size_t)n > cap ? KILN_ERANGE : KILN_OK;
 }
 
+int32_t *kiln_tokenize_new(const kiln_model *km, const char *text, size_t len,
+                           bool add_special, bool parse_special, size_t *n_out)
+{
+    size_t cap = len + 8; /* at most one id per byte, plus BOS, EOS and a space prefix */
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (ids && kiln_tokenize(km, text, len, add_special, parse_special, ids, cap, n_out) != KILN_OK) {
+        free(ids);
+        ids = NULL;
+    }
+    return ids;
+}
+
 int kiln_token_to_piece(const kiln_model *km, int32_t token, bool render_special, char *buf,
                         size_t cap)
 {

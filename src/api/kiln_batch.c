@@ -2,27 +2,13 @@
  * results. Contract: include/kiln.h (kiln_generate_batch). */
 #include "kiln.h"
 
+#include "base/buf.h"
 #include "base/status.h"
 #include "engine/scheduler.h"
 #include "tensor/dtype.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static bool append(void **buf, size_t *len, size_t *cap, const void *p, size_t n, size_t elem)
-{
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap * 2 : 64;
-        while (c < *len + n + 1) c *= 2;
-        void *b = realloc(*buf, c * elem);
-        if (!b) return false;
-        *buf = b;
-        *cap = c;
-    }
-    memcpy((char *)*buf + *len * elem, p, n * elem);
-    *len += n;
-    return true;
-}
 
 kiln_status kiln_generate_batch(kiln_model *model, const struct kiln_engine_params *params,
                                 const struct kiln_batch_request *requests, size_t n,
@@ -69,15 +55,13 @@ kiln_status kiln_generate_batch(kiln_model *model, const struct kiln_engine_para
     }
     for (size_t i = 0; i < n; i++) {
         struct kiln_batch_result *res = &results[i];
-        size_t tok_cap = 0, text_cap = 0;
+        struct buf tokens = {0}, text = {0};
         for (bool done = !seqs[i]; !done;) {
             struct seq_event ev;
             if (!seq_next_event(seqs[i], &ev, 1000)) continue;
             bool ok = true;
-            if (ev.type == SEQ_TOKEN)
-                ok = append((void **)&res->tokens, &res->n_tokens, &tok_cap, &ev.token, 1, sizeof(int32_t));
-            if (ok && ev.len)
-                ok = append((void **)&res->text, &res->text_len, &text_cap, ev.text, ev.len, 1);
+            if (ev.type == SEQ_TOKEN) ok = buf_append(&tokens, &ev.token, sizeof ev.token);
+            if (ok && ev.len) ok = buf_append(&text, ev.text, ev.len);
             if (ev.type == SEQ_DONE) {
                 done = true;
                 res->finish = ev.finish;
@@ -87,7 +71,10 @@ kiln_status kiln_generate_batch(kiln_model *model, const struct kiln_engine_para
             if (!ok) res->status = KILN_ENOMEM;
             seq_event_free(&ev);
         }
-        if (res->text) res->text[res->text_len] = 0;
+        res->tokens = (int32_t *)(void *)tokens.p; /* malloc'd, so aligned for int32_t */
+        res->n_tokens = tokens.len / sizeof(int32_t);
+        res->text = text.p;
+        res->text_len = text.len;
         seq_release(seqs[i]);
     }
     if (stats) {

@@ -4,22 +4,16 @@
  * weight once). Contract: src/cli/cli.h. */
 #include "cli.h"
 
+#include "base/clock.h"
 #include "base/pool.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void mean_std(const double *v, int n, double *mean, double *sd)
 {
@@ -67,9 +61,9 @@ static double read_bandwidth(int n_threads)
     struct bw_job job = {buf, bytes / sizeof *buf, {0}};
     double best = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
+        double t0 = clock_seconds();
         pool_run(pool, bw_worker, &job);
-        double bw = (double)bytes / (now_s() - t0);
+        double bw = (double)bytes / (clock_seconds() - t0);
         if (bw > best) best = bw;
     }
     pool_free(pool);
@@ -79,11 +73,8 @@ static double read_bandwidth(int n_threads)
 
 /* Bytes of weights one generated token reads: every matrix, but only one row of the token
  * embedding unless it doubles as the output matrix. */
-static uint64_t weight_bytes_per_token(const char *path, uint64_t *file_bytes)
+static uint64_t weight_bytes_per_token(const struct gguf_file *g)
 {
-    struct gguf_file *g;
-    struct kiln_err err = {{0}};
-    if (gguf_open(path, &g, &err) != KILN_OK) return 0;
     bool tied = !gguf_find_tensor(g, "output.weight");
     uint64_t total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -92,8 +83,6 @@ static uint64_t weight_bytes_per_token(const char *path, uint64_t *file_bytes)
         if (!strcmp(t->name, "token_embd.weight") && !tied) continue;
         total += t->size;
     }
-    *file_bytes = g->size;
-    gguf_close(g);
     return total;
 }
 
@@ -103,12 +92,12 @@ static bool run_pp(kiln_context *ctx, const int32_t *tokens, int n, double *tps)
 {
     struct kiln_err err = {{0}};
     kiln_context_reset(ctx);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     if (kiln_eval(ctx, tokens, (size_t)n, false, NULL, &err) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", err.msg);
         return false;
     }
-    *tps = n / (now_s() - t0);
+    *tps = n / (clock_seconds() - t0);
     return true;
 }
 
@@ -118,7 +107,7 @@ static bool run_tg(kiln_context *ctx, float *logits, int32_t first, int n, int32
     struct kiln_err err = {{0}};
     kiln_context_reset(ctx);
     int32_t tok = first;
-    double t0 = now_s();
+    double t0 = clock_seconds();
     for (int i = 0; i < n; i++) {
         if (kiln_eval(ctx, &tok, 1, false, logits, &err) != KILN_OK) {
             fprintf(stderr, "kiln bench: %s\n", err.msg);
@@ -126,7 +115,7 @@ static bool run_tg(kiln_context *ctx, float *logits, int32_t first, int n, int32
         }
         tok = (int32_t)((tok * 31 + 7) % n_vocab); /* any token: speed does not depend on it */
     }
-    *tps = n / (now_s() - t0);
+    *tps = n / (clock_seconds() - t0);
     return true;
 }
 
@@ -167,7 +156,8 @@ int cmd_bench(struct cli_opts *o)
     double pp_mean, pp_sd, tg_mean, tg_sd;
     mean_std(pp, reps, &pp_mean, &pp_sd);
     mean_std(tg, reps, &tg_mean, &tg_sd);
-    uint64_t file_bytes = 0, per_token = weight_bytes_per_token(o->model_path, &file_bytes);
+    const struct gguf_file *g = kiln_model_internal(m)->gguf; /* the file the model mapped */
+    uint64_t file_bytes = g->size, per_token = weight_bytes_per_token(g);
     int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     double bw = read_bandwidth(threads);
     double roofline = bw > 0 ? tg_mean * (double)per_token / bw : 0;

@@ -3,35 +3,20 @@
  * Contract: src/cli/cli.h. */
 #include "cli.h"
 
+#include "base/buf.h"
 #include "template/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct reply {
-    char *text;
-    size_t len, cap;
-};
-
+/* Prints each piece of the reply and keeps it (user is a struct buf). */
 static bool print_and_keep(void *user, int32_t token, const char *text, size_t len)
 {
     (void)token;
-    struct reply *r = user;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
-    if (r->len + len + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 1024;
-        while (cap < r->len + len + 1) cap *= 2;
-        char *t = realloc(r->text, cap);
-        if (!t) return false;
-        r->text = t;
-        r->cap = cap;
-    }
-    memcpy(r->text + r->len, text, len);
-    r->len += len;
-    r->text[r->len] = 0;
-    return true;
+    return buf_append(user, text, len);
 }
 
 static void add_message(json_t *messages, const char *role, const char *content)
@@ -79,18 +64,17 @@ int cmd_chat(struct cli_opts *o)
             json_array_remove(messages, json_array_size(messages) - 1);
             continue;
         }
-        size_t len = strlen(prompt), n_ids;
-        int32_t *ids = malloc((len + 8) * sizeof *ids);
-        if (!ids || kiln_tokenize(m, prompt, len, false, true, ids, len + 8, &n_ids) != KILN_OK) {
+        size_t n_ids;
+        int32_t *ids = kiln_tokenize_new(m, prompt, strlen(prompt), false, true, &n_ids);
+        if (!ids) {
             fprintf(stderr, "kiln: cannot tokenize the conversation\n");
-            free(ids);
             free(prompt);
             break;
         }
         free(prompt);
         struct kiln_generate_params gp = {.sampling = o->sampling, .max_tokens = o->n_predict,
                                           .stop = o->stop, .n_stop = (size_t)o->n_stop};
-        struct reply reply = {0};
+        struct buf reply = {0};
         struct kiln_generate_result res;
         kiln_status st = kiln_generate(ctx, ids, n_ids, &gp, print_and_keep, &reply, &res, &err);
         free(ids);
@@ -99,11 +83,11 @@ int cmd_chat(struct cli_opts *o)
             fprintf(stderr, "kiln: %s%s\n", err.msg,
                     st == KILN_ERANGE ? " (the conversation is too long: /reset)" : "");
             json_array_remove(messages, json_array_size(messages) - 1);
-            free(reply.text);
+            buf_free(&reply);
             continue;
         }
-        add_message(messages, "assistant", reply.text ? reply.text : "");
-        free(reply.text);
+        add_message(messages, "assistant", reply.p ? reply.p : "");
+        buf_free(&reply);
     }
     free(line);
     json_decref(messages);

@@ -1,11 +1,11 @@
-/* `kiln generate` streams a continuation of a prompt; `kiln chat` will run the chat loop
- * once the template engine exists. Contract: src/cli/cli.h. */
+/* `kiln generate` streams a continuation of a prompt. Contract: src/cli/cli.h. */
 #include "cli.h"
+
+#include "base/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static bool print_piece(void *user, int32_t token, const char *text, size_t len)
 {
@@ -14,13 +14,6 @@ static bool print_piece(void *user, int32_t token, const char *text, size_t len)
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return true;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cmd_generate(struct cli_opts *o)
@@ -50,9 +43,9 @@ int cmd_generate(struct cli_opts *o)
     };
     struct kiln_generate_result res;
     fputs(o->prompt, stdout);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     kiln_status st = kiln_generate(ctx, ids, n, &gp, print_piece, NULL, &res, &err);
-    double dt = now_s() - t0;
+    double dt = clock_seconds() - t0;
     putchar('\n');
     if (st != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg);

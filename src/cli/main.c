@@ -212,15 +212,9 @@ kiln_model *cli_open_model(const struct cli_opts *o)
 
 int32_t *cli_tokenize_prompt(kiln_model *m, const struct cli_opts *o, size_t *n)
 {
-    size_t len = strlen(o->prompt);
-    size_t cap = len + 8; /* at most one id per byte, plus BOS, EOS and a space prefix */
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids || kiln_tokenize(m, o->prompt, len, !o->no_special, o->parse_special, ids, cap, n) !=
-                    KILN_OK) {
-        fprintf(stderr, "kiln: cannot tokenize the prompt\n");
-        free(ids);
-        return NULL;
-    }
+    int32_t *ids = kiln_tokenize_new(m, o->prompt, strlen(o->prompt), !o->no_special,
+                                     o->parse_special, n);
+    if (!ids) fprintf(stderr, "kiln: cannot tokenize the prompt\n");
     return ids;
 }
 

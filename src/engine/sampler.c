@@ -46,10 +46,8 @@ static uint64_t next_u64(uint64_t s[4])
     return result;
 }
 
-kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32_t n_vocab,
-                         struct kiln_err *err)
+kiln_status sampler_check(const struct kiln_sampling *p, int32_t n_vocab, struct kiln_err *err)
 {
-    memset(s, 0, sizeof *s);
     if (!(p->temperature >= 0) || !isfinite(p->temperature))
         return kiln_fail(err, KILN_EINVAL, "temperature must be a finite number >= 0");
     if (!(p->top_p > 0 && p->top_p <= 1))
@@ -65,6 +63,15 @@ kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32
         if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab)
             return kiln_fail(err, KILN_EINVAL, "logit_bias token %d is outside the vocabulary",
                              p->logit_bias[i].token);
+    return KILN_OK;
+}
+
+kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32_t n_vocab,
+                         struct kiln_err *err)
+{
+    memset(s, 0, sizeof *s);
+    kiln_status st = sampler_check(p, n_vocab, err);
+    if (st != KILN_OK) return st;
     s->p = *p;
     s->n_vocab = n_vocab;
     uint64_t x = p->seed;

@@ -21,7 +21,9 @@ struct sampler {
     int32_t *counts;                 /* [n_vocab], zero between calls */
 };
 
-/* Fails with KILN_ENOMEM, or KILN_EINVAL for a setting out of range (message in err). */
+/* KILN_EINVAL (message in err) for a setting out of range; allocates nothing. */
+kiln_status sampler_check(const struct kiln_sampling *p, int32_t n_vocab, struct kiln_err *err);
+/* Fails with KILN_ENOMEM, or as sampler_check. */
 kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32_t n_vocab,
                          struct kiln_err *err);
 void sampler_free(struct sampler *s);

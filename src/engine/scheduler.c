@@ -3,6 +3,7 @@
  * Contract: src/engine/scheduler.h. */
 #include "engine/scheduler.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "engine/kv_cache.h"
@@ -92,16 +93,8 @@ struct scheduler {
     struct seq *wait_head, *wait_tail;
     int n_waiting, n_running;
     bool stopping;
-    uint64_t prompt_tokens, generated_tokens;
     struct sched_stats published; /* refreshed after each step, under mu */
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- channels --------------------------------------------------------------------------- */
 
@@ -146,7 +139,7 @@ static bool emit(struct seq *q, struct seq_event *ev)
         seq_event_free(ev);
         return false;
     }
-    ev->time = now_seconds();
+    ev->time = clock_seconds();
     node->ev = *ev;
     node->next = NULL;
     pthread_mutex_lock(&q->mu);
@@ -264,10 +257,8 @@ kiln_status scheduler_submit(struct scheduler *s, const struct seq_request *r, s
             return kiln_fail(err, KILN_EINVAL, "token id %d is outside the vocabulary (0..%d)",
                              r->prompt[i], s->n_vocab - 1);
     /* Check the sampling settings now, so a bad one is the request's error. */
-    struct sampler probe;
-    kiln_status st = sampler_init(&probe, &r->sampling, s->n_vocab, err);
+    kiln_status st = sampler_check(&r->sampling, s->n_vocab, err);
     if (st != KILN_OK) return st;
-    sampler_free(&probe);
     struct seq *q = seq_from_request(r);
     if (q && !(q->table = malloc((size_t)s->max_blocks_per_seq * sizeof *q->table))) {
         seq_free(q);
@@ -362,7 +353,6 @@ static void finish(struct scheduler *s, struct seq *q, enum kiln_finish why, kil
     release_blocks(s, q);
     pthread_mutex_lock(&s->mu);
     unlink_running(s, q);
-    s->generated_tokens += (uint64_t)q->n_generated;
     pthread_mutex_unlock(&s->mu);
     seq_unref(q);
 }
@@ -540,12 +530,8 @@ static void publish_stats(struct scheduler *s)
 {
     pthread_mutex_lock(&s->mu);
     struct sched_stats *st = &s->published;
-    st->running = s->n_running;
-    st->waiting = s->n_waiting;
     st->kv_capacity = s->kv.n_blocks;
     st->kv_used = s->kv.n_blocks - kv_available(&s->kv);
-    st->prompt_tokens = s->prompt_tokens;
-    st->generated_tokens = s->generated_tokens;
     st->prefix_queries = s->kv.queries * KV_BLOCK_SIZE;
     st->prefix_hits = s->kv.hits * KV_BLOCK_SIZE;
     st->preemptions = s->preemptions;
@@ -582,7 +568,6 @@ static void step(struct scheduler *s)
             seq_unref(q);
             continue;
         }
-        bool fresh = q->arrival == 0;
         match_prefix(s, q);
         size_t left = q->n_tokens - q->n_computed;
         size_t k = left < (size_t)budget ? left : (size_t)budget;
@@ -599,7 +584,7 @@ static void step(struct scheduler *s)
             break;
         }
         if (q->prompt_logprobs) lp_chunk_taken = true;
-        if (fresh) q->arrival = ++s->next_arrival;
+        if (q->arrival == 0) q->arrival = ++s->next_arrival; /* kept across preemption */
         q->plan_tokens = (int)k;
         budget -= (int)k;
         pthread_mutex_lock(&s->mu);
@@ -609,7 +594,6 @@ static void step(struct scheduler *s)
         memmove(s->running + at + 1, s->running + at, (size_t)(s->n_running - at) * sizeof *s->running);
         s->running[at] = q;
         s->n_running++;
-        if (fresh) s->prompt_tokens += q->n_prompt;
         pthread_mutex_unlock(&s->mu);
     }
     /* Build the batch. */

@@ -112,7 +112,6 @@ void seq_release(struct seq *q);
 struct sched_stats {
     int running, waiting;
     int64_t kv_used, kv_capacity; /* KV blocks referenced by sequences, and all of them */
-    uint64_t prompt_tokens, generated_tokens; /* totals since start */
     uint64_t prefix_queries, prefix_hits;     /* prompt tokens looked up / found cached */
     uint64_t preemptions;
 };

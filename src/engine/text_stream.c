@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* memmem */
 #include "engine/text_stream.h"
 
+#include "base/buf.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +18,8 @@ void text_stream_init(struct text_stream *s, const char *const *stop, size_t n_s
 
 void text_stream_free(struct text_stream *s)
 {
-    free(s->raw);
-    free(s->out);
+    buf_free(&s->raw);
+    buf_free(&s->out);
     memset(s, 0, sizeof *s);
 }
 
@@ -59,7 +61,10 @@ size_t utf8_complete_prefix(const char *p, size_t n)
     return i;
 }
 
-size_t utf8_sanitize(char *dst, const char *src, size_t n)
+/* Copies src[0..n) to dst with invalid sequences as U+FFFD; unless final, stops before an
+ * unfinished sequence at the end (a cut-short one at the very end of a final text is one
+ * character). Writes *used, the source bytes consumed; returns the bytes written. */
+static size_t sanitize(char *dst, const char *src, size_t n, bool final, size_t *used)
 {
     size_t i = 0, o = 0;
     while (i < n) {
@@ -68,26 +73,22 @@ size_t utf8_sanitize(char *dst, const char *src, size_t n)
             memcpy(dst + o, src + i, (size_t)len);
             o += (size_t)len;
             i += (size_t)len;
-        } else {
-            memcpy(dst + o, REPLACEMENT, 3);
-            o += 3;
-            i += len < 0 ? n - i : 1;
+            continue;
         }
+        if (len < 0 && !final) break;
+        memcpy(dst + o, REPLACEMENT, 3);
+        o += 3;
+        i += len < 0 ? n - i : 1;
     }
     dst[o] = 0;
+    *used = i;
     return o;
 }
 
-static bool reserve(char **buf, size_t *cap, size_t need)
+size_t utf8_sanitize(char *dst, const char *src, size_t n)
 {
-    if (need <= *cap) return true;
-    size_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    char *p = realloc(*buf, c);
-    if (!p) return false;
-    *buf = p;
-    *cap = c;
-    return true;
+    size_t used;
+    return sanitize(dst, src, n, true, &used);
 }
 
 /* Turns raw[raw_done..end) into valid UTF-8 in s->out. Unless final, an unfinished sequence
@@ -95,39 +96,25 @@ static bool reserve(char **buf, size_t *cap, size_t need)
 static kiln_status convert(struct text_stream *s, size_t end, bool final, const char **text,
                            size_t *len)
 {
-    size_t n = end - s->raw_done;
+    size_t n = end - s->raw_done, used;
     /* Each raw byte becomes at most 3 output bytes (an invalid byte -> U+FFFD). */
-    if (!reserve(&s->out, &s->out_cap, 3 * n + 1)) return KILN_ENOMEM;
-    const unsigned char *p = (const unsigned char *)s->raw + s->raw_done;
-    size_t i = 0, o = 0;
-    while (i < n) {
-        int seq = utf8_sequence(p + i, n - i);
-        if (seq > 0) {
-            memcpy(s->out + o, p + i, (size_t)seq);
-            o += (size_t)seq;
-            i += (size_t)seq;
-            continue;
-        }
-        if (seq < 0 && !final) break;
-        memcpy(s->out + o, REPLACEMENT, 3);
-        o += 3;
-        i += seq < 0 ? n - i : 1; /* a cut-short sequence at the very end is one character */
-    }
-    s->raw_done += i;
-    s->out[o] = 0;
-    *text = s->out;
-    *len = o;
+    s->out.len = 0;
+    if (!buf_reserve(&s->out, 3 * n)) return KILN_ENOMEM;
+    s->out.len = sanitize(s->out.p, s->raw.p ? s->raw.p + s->raw_done : "", n, final, &used);
+    s->raw_done += used;
+    *text = s->out.p;
+    *len = s->out.len;
     return KILN_OK;
 }
 
 /* The length of the longest tail of raw[from..) that is a proper prefix of a stop string. */
 static size_t stop_prefix_tail(const struct text_stream *s, size_t from)
 {
-    size_t hold = 0, avail = s->raw_len - from;
+    size_t hold = 0, avail = s->raw.len - from;
     for (size_t i = 0; i < s->n_stop; i++) {
         size_t sl = strlen(s->stop[i]);
         for (size_t k = sl ? sl - 1 : 0; k > hold; k--)
-            if (k <= avail && memcmp(s->raw + s->raw_len - k, s->stop[i], k) == 0) {
+            if (k <= avail && memcmp(s->raw.p + s->raw.len - k, s->stop[i], k) == 0) {
                 hold = k;
                 break;
             }
@@ -141,27 +128,26 @@ kiln_status text_stream_push(struct text_stream *s, const char *bytes, size_t n,
     *text = "";
     *len = 0;
     if (s->stopped) return KILN_OK;
-    if (!reserve(&s->raw, &s->raw_cap, s->raw_len + n + 1)) return KILN_ENOMEM;
-    memcpy(s->raw + s->raw_len, bytes, n);
-    s->raw_len += n;
+    if (!buf_append(&s->raw, bytes, n)) return KILN_ENOMEM;
     /* Any stop string must begin at or after raw_done: text before it was handed out only
      * once it could no longer start one. */
-    size_t first = s->raw_len;
+    size_t first = s->raw.len;
     for (size_t i = 0; i < s->n_stop; i++) {
         size_t sl = strlen(s->stop[i]);
-        if (!sl || s->raw_len - s->raw_done < sl) continue;
-        const char *hit = memmem(s->raw + s->raw_done, s->raw_len - s->raw_done, s->stop[i], sl);
-        if (hit && (size_t)(hit - s->raw) < first) first = (size_t)(hit - s->raw);
+        if (!sl || s->raw.len - s->raw_done < sl) continue;
+        const char *hit = memmem(s->raw.p + s->raw_done, s->raw.len - s->raw_done, s->stop[i], sl);
+        if (hit && (size_t)(hit - s->raw.p) < first) first = (size_t)(hit - s->raw.p);
     }
-    if (first < s->raw_len) {
+    if (first < s->raw.len) {
         s->stopped = true;
-        s->raw_len = first;
+        s->raw.len = first; /* nothing after the stop string counts */
+        s->raw.p[first] = 0;
         return convert(s, first, true, text, len);
     }
-    return convert(s, s->raw_len - stop_prefix_tail(s, s->raw_done), false, text, len);
+    return convert(s, s->raw.len - stop_prefix_tail(s, s->raw_done), false, text, len);
 }
 
 kiln_status text_stream_finish(struct text_stream *s, const char **text, size_t *len)
 {
-    return convert(s, s->raw_len, true, text, len);
+    return convert(s, s->raw.len, true, text, len);
 }

@@ -5,6 +5,7 @@
 #ifndef KILN_ENGINE_TEXT_STREAM_H
 #define KILN_ENGINE_TEXT_STREAM_H
 
+#include "base/buf.h"
 #include "kiln.h"
 
 #include <stdbool.h>
@@ -13,11 +14,9 @@
 struct text_stream {
     const char *const *stop; /* not owned */
     size_t n_stop;
-    char *raw;               /* every byte generated, up to a stop string */
-    size_t raw_len, raw_cap;
+    struct buf raw;          /* every byte generated, up to a stop string */
     size_t raw_done;         /* raw bytes already turned into output */
-    char *out;               /* the last piece handed out (valid UTF-8) */
-    size_t out_cap;
+    struct buf out;          /* the last piece handed out (valid UTF-8) */
     bool stopped;            /* a stop string was found; nothing more is accepted */
 };
 

@@ -38,6 +38,10 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->type = type;
     kv->n_blocks = n_blocks;
     kv->row_bytes = (size_t)row;
+    kv->head_bytes = (size_t)row / (size_t)hp->n_head_kv;
+    kv->key_dot = dot_kernel_for(type == DTYPE_Q8_0 ? DTYPE_F32 : type);
+    kv->axpy_f16 = axpy_f16_for_cpu();
+    kv->axpy_f32 = axpy_f32_for_cpu();
     /* calloc: pages the cache never touches are never backed by memory */
     kv->k = calloc(bytes ? bytes : 1, 1);
     kv->v = calloc(bytes ? bytes : 1, 1);
@@ -75,6 +79,7 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff_gate = malloc(nb * ff * sizeof(float));
     s->ff_up = malloc(nb * ff * sizeof(float));
+    s->rope_cs = malloc((size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
                        sizeof(float));
     s->act = malloc(nb * max_act_bytes(m));
@@ -87,7 +92,7 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->expert_in = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     s->expert_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->attn || !s->ff_gate || !s->ff_up ||
-        !s->scores || !s->act || !s->ffn_out || !s->router_logits || !s->expert_sel ||
+        !s->rope_cs || !s->scores || !s->act || !s->ffn_out || !s->router_logits || !s->expert_sel ||
         !s->expert_w || !s->expert_rows || !s->expert_in || !s->expert_out) {
         forward_state_free(s);
         return kiln_fail(err, KILN_ENOMEM, "out of memory for a batch of %d tokens", n_batch);
@@ -105,6 +110,7 @@ void forward_state_free(struct forward_state *s)
     free(s->attn);
     free(s->ff_gate);
     free(s->ff_up);
+    free(s->rope_cs);
     free(s->scores);
     free(s->act);
     free(s->ffn_out);
@@ -128,6 +134,7 @@ struct attn_job {
     const struct kv_store *kv;
     const struct batch *b;
     int il;
+    bool local; /* a sliding-window layer */
 };
 
 /* Row of keys or values of layer il at position p of a sequence, through its block table. */
@@ -140,23 +147,10 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
     return base + slot * kv->row_bytes;
 }
 
-/* Head g's part of a cached row as floats (into tmp unless the row is F32 already). */
-static const float *kv_head(const struct kv_store *kv, const uint8_t *row, int g, int hd,
-                            float *tmp)
-{
-    switch (kv->type) {
-    case DTYPE_F32: return (const float *)row + (size_t)g * hd;
-    case DTYPE_F16: f16_row_to_f32(tmp, (const f16_t *)row + (size_t)g * hd, hd); return tmp;
-    default: /* Q8_0: head_dim is a whole number of blocks (checked at load) */
-        dequantize_row(kv->type, tmp, row + (size_t)g * (size_t)(hd / QK) * sizeof(struct block_q8_0), hd);
-        return tmp;
-    }
-}
-
 /* One (token, head) pair per unit of work: scores over the visible positions, softmax,
  * weighted sum of values. Each unit reads only its own token's query and sequence, so the
- * result never depends on the rest of the batch. Scores use the vectorized dot kernels
- * (F16 and F32 keys are read in place); values are converted a head at a time. */
+ * result never depends on the rest of the batch. F16 and F32 keys and values are read in
+ * place; Q8_0 ones are expanded a head at a time. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -167,32 +161,31 @@ static void attention_worker(void *ctx, int ith, int nth)
     size_t qd = (size_t)hp->n_head * hd;
     float *scores = s->scores + (size_t)ith * ((size_t)s->max_pos + (size_t)hd);
     float *tmp = scores + s->max_pos;
-    bool local = layer_is_local(hp, j->il);
-    /* keys in F32 or F16 go straight to the dot kernel; Q8_0 keys are expanded first */
-    bool direct = kv->type != DTYPE_Q8_0;
-    const struct dot_kernel *kdot = dot_kernel_for(direct ? kv->type : DTYPE_F32);
-    size_t elem = kv->type == DTYPE_F32 ? sizeof(float) : sizeof(f16_t);
+    bool expand = kv->type == DTYPE_Q8_0;
     int units = j->b->n * hp->n_head;
     for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
         int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
         int pos = j->b->pos[t];
         const int32_t *table = j->b->block_tables[t];
-        int lo = local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
+        int lo = j->local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
         const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
         for (int p = lo; p <= pos; p++) {
-            const uint8_t *row = kv_row(kv, kv->k, j->il, table, p);
-            const void *k = direct ? (const void *)(row + (size_t)g * hd * elem)
-                                   : (const void *)kv_head(kv, row, g, hd, tmp);
-            scores[p - lo] = kdot->dot(k, q, hd) * hp->attn_scale;
+            const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
+            if (expand) dequantize_row(kv->type, tmp, k, hd);
+            scores[p - lo] = kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
         }
         softmax(scores, pos - lo + 1);
         float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
         for (int p = lo; p <= pos; p++) {
-            const uint8_t *row = kv_row(kv, kv->v, j->il, table, p);
+            const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
             float w = scores[p - lo];
-            if (kv->type == DTYPE_F16) axpy_f16(out, w, (const f16_t *)row + (size_t)g * hd, hd);
-            else axpy_f32(out, w, kv_head(kv, row, g, hd, tmp), hd);
+            if (kv->type == DTYPE_F16) kv->axpy_f16(out, w, (const f16_t *)v, hd);
+            else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w, (const float *)v, hd);
+            else {
+                dequantize_row(kv->type, tmp, v, hd);
+                kv->axpy_f32(out, w, tmp, hd);
+            }
         }
     }
 }
@@ -220,7 +213,8 @@ static void attention_block(struct forward_state *s, const struct kv_store *kv,
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
-    const float *theta = m->rope_theta + (layer_is_local(hp, il) ? hp->rope_dim / 2 : 0);
+    bool local = layer_is_local(hp, il);
+    const float *theta = m->rope_theta + (local ? hp->rope_dim / 2 : 0);
     for (int t = 0; t < n; t++) {
         float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
         if (L->q_norm) {
@@ -229,14 +223,15 @@ static void attention_block(struct forward_state *s, const struct kv_store *kv,
             for (int h = 0; h < hp->n_head_kv; h++)
                 rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
         }
-        rope(q, hp->n_head, hp, theta, b->pos[t]);
-        rope(k, hp->n_head_kv, hp, theta, b->pos[t]);
+        rope_angles(s->rope_cs, hp, theta, b->pos[t]); /* once for q and k */
+        rope(q, hp->n_head, hp, s->rope_cs);
+        rope(k, hp->n_head_kv, hp, s->rope_cs);
         /* the rows are ours to write: this token's position in its own sequence */
         quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->k, il, b->block_tables[t], b->pos[t]), k, kvd);
         quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->v, il, b->block_tables[t], b->pos[t]),
                      s->v + (size_t)t * kvd, kvd);
     }
-    struct attn_job job = {s, kv, b, il};
+    struct attn_job job = {s, kv, b, il, local};
     pool_run(m->pool, attention_worker, &job);
     matmul(m->pool, s->xn, &L->wo, s->attn, n, s->act);
     for (int t = 0; t < n; t++) {

@@ -7,6 +7,7 @@
 
 #include "base/pool.h"
 #include "gguf/gguf.h"
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/dot.h"
 #include "kiln.h"
 
@@ -88,8 +89,13 @@ const struct model *kiln_model_internal(const kiln_model *km);
 struct kv_store {
     enum dtype type;
     int n_blocks;
-    size_t row_bytes; /* one token's keys (or values) in one layer */
-    uint8_t *k, *v;   /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows */
+    size_t row_bytes;  /* one token's keys (or values) in one layer */
+    size_t head_bytes; /* one head's part of such a row */
+    uint8_t *k, *v;    /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows */
+    /* how the attention reads this type, resolved once for this CPU */
+    const struct dot_kernel *key_dot; /* F16 / F32 keys in place; Q8_0 keys once expanded */
+    axpy_f16_fn axpy_f16;
+    axpy_f32_fn axpy_f32;
 };
 
 /* Allocates n_blocks blocks of type (F32, F16, or Q8_0 when n_head_kv * head_dim is a
@@ -116,6 +122,7 @@ struct forward_state {
     const struct model *m;
     int n_batch, max_pos;
     float *x, *xn, *q, *k, *v, *attn, *ff_gate, *ff_up; /* [n_batch][...] */
+    float *rope_cs;           /* [rope_dim] cos / sin of the current token's angles */
     float *scores;            /* [n_threads][max_pos + head_dim] */
     uint8_t *act;             /* encoded activations, [n_batch][row bytes of the widest input] */
     float *ffn_out;           /* [n_batch][n_embd] */

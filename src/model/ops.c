@@ -92,17 +92,25 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
 }
 
-void rope(float *x, int n_heads, const struct hparams *hp, const float *theta, int pos)
+void rope_angles(float *cs, const struct hparams *hp, const float *theta, int pos)
+{
+    float p = (float)pos * hp->rope_freq_scale;
+    for (int i = 0; i < hp->rope_dim / 2; i++) {
+        float angle = p * theta[i];
+        cs[2 * i] = cosf(angle);
+        cs[2 * i + 1] = sinf(angle);
+    }
+}
+
+void rope(float *x, int n_heads, const struct hparams *hp, const float *cs)
 {
     int hd = hp->head_dim, rd = hp->rope_dim;
-    float p = (float)pos * hp->rope_freq_scale;
+    bool neox = hp->rope_style == ROPE_NEOX;
     for (int i = 0; i < rd / 2; i++) {
-        float angle = p * theta[i];
-        float c = cosf(angle), s = sinf(angle);
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        int a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)h * hd;
-            int a = hp->rope_style == ROPE_NEOX ? i : 2 * i;
-            int b = hp->rope_style == ROPE_NEOX ? i + rd / 2 : 2 * i + 1;
             float x0 = v[a], x1 = v[b];
             v[a] = x0 * c - x1 * s;
             v[b] = x0 * s + x1 * c;

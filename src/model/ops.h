@@ -15,9 +15,11 @@ void matmul_again(struct pool *pool, float *out, const struct weight *w, const s
                   const float *in, int n_tok, uint8_t *act);
 
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-/* Rotates the first rope_dim dims of each of n_heads heads of x at position pos;
+/* cos and sin of each rotated pair's angle at position pos, interleaved (cs[2i], cs[2i+1]);
  * theta[i] is the angle per position of pair i (struct model's rope_theta). */
-void rope(float *x, int n_heads, const struct hparams *hp, const float *theta, int pos);
+void rope_angles(float *cs, const struct hparams *hp, const float *theta, int pos);
+/* Rotates the first rope_dim dims of each of n_heads heads of x by the angles cs. */
+void rope(float *x, int n_heads, const struct hparams *hp, const float *cs);
 void softmax(float *x, int n);
 float silu(float x);
 float gelu_tanh(float x);

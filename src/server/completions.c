@@ -3,6 +3,8 @@
  * a stream of Server-Sent Events in OpenAI's shapes. */
 #include "server/server_internal.h"
 
+#include "base/buf.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "engine/text_stream.h"
 #include "template/chat.h"
@@ -20,8 +22,7 @@ struct choice {
     struct seq *seq;
     int index, prompt_index;
     bool done, role_sent;
-    char *text; /* accumulated (non-streaming) */
-    size_t len, cap;
+    struct buf text; /* what the sequence has produced */
     json_t *logprobs;     /* chat: content array; completions: the four arrays in an object */
     size_t text_offset;   /* completions: where the next token's text starts */
     enum kiln_finish finish;
@@ -42,8 +43,8 @@ struct generation {
     int prompt_tokens;
     char **echo_text; /* completions with echo: each prompt's text */
     /* streaming */
-    char *pending;
-    size_t pending_len, pending_off, pending_cap;
+    struct buf pending; /* SSE bytes not yet handed to the connection */
+    size_t pending_off;
     bool usage_sent, done_sent;
     double start;
 };
@@ -57,42 +58,21 @@ static uint64_t random_u64(void)
     return x;
 }
 
-static void append_text(struct choice *c, const char *p, size_t n)
+char *server_detokenize(struct server *srv, const int32_t *ids, size_t n, bool render_special)
 {
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        while (cap < c->len + n + 1) cap *= 2;
-        char *t = realloc(c->text, cap);
-        if (!t) return;
-        c->text = t;
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, p, n);
-    c->len += n;
-    c->text[c->len] = 0;
-}
-
-int32_t *server_tokenize(struct server *srv, const char *text, size_t len, bool add_special,
-                         size_t *n_out)
-{
-    size_t cap = len + 8;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) return NULL;
-    kiln_status st = kiln_tokenize(srv->model, text, len, add_special, true, ids, cap, n_out);
-    if (st == KILN_ERANGE) {
-        int32_t *more = realloc(ids, *n_out * sizeof *ids);
-        if (!more) {
-            free(ids);
+    struct buf raw = {0};
+    for (size_t i = 0; i < n; i++) {
+        char piece[256];
+        int k = kiln_token_to_piece(srv->model, ids[i], render_special, piece, sizeof piece);
+        if (!buf_append(&raw, piece, k > 0 ? (size_t)k : 0)) {
+            buf_free(&raw);
             return NULL;
         }
-        ids = more;
-        st = kiln_tokenize(srv->model, text, len, add_special, true, ids, *n_out, n_out);
     }
-    if (st != KILN_OK) {
-        free(ids);
-        return NULL;
-    }
-    return ids;
+    char *clean = malloc(3 * raw.len + 1);
+    if (clean) utf8_sanitize(clean, raw.p ? raw.p : "", raw.len);
+    buf_free(&raw);
+    return clean;
 }
 
 char *render_chat(struct server *srv, json_t *messages, json_t *tools, struct kiln_err *err,
@@ -103,15 +83,22 @@ char *render_chat(struct server *srv, json_t *messages, json_t *tools, struct ki
     return *st == KILN_OK ? out : NULL;
 }
 
-/* A token as text for logprobs (special tokens shown), valid UTF-8, and its bytes. */
-static json_t *token_entry(struct server *srv, int32_t token, float logprob, bool chat,
-                           char *text_out, size_t text_cap)
+/* A token as text for logprobs (special tokens shown) in valid UTF-8: clean gets the text
+ * (3 * 256 + 1 bytes of room), piece the raw bytes (256); returns the text's length and
+ * sets *n_bytes. */
+static size_t token_text(struct server *srv, int32_t token, char *clean, char *piece, int *n_bytes)
+{
+    int n = kiln_token_to_piece(srv->model, token, true, piece, 256);
+    *n_bytes = n > 0 ? n : 0;
+    return utf8_sanitize(clean, piece, (size_t)*n_bytes);
+}
+
+/* The text alone (completions), or {token, logprob, bytes} (chat). */
+static json_t *token_entry(struct server *srv, int32_t token, float logprob, bool chat)
 {
     char piece[256], clean[3 * 256 + 1];
-    int n = kiln_token_to_piece(srv->model, token, true, piece, sizeof piece);
-    if (n < 0) n = 0;
-    size_t len = utf8_sanitize(clean, piece, (size_t)n);
-    if (text_out) snprintf(text_out, text_cap, "%s", clean);
+    int n;
+    size_t len = token_text(srv, token, clean, piece, &n);
     if (!chat) return json_stringn(clean, len);
     json_t *bytes = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
@@ -130,22 +117,23 @@ static void add_logprobs(struct generation *g, struct choice *c, const struct to
                            : json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs",
                                        "top_logprobs", "text_offset");
     if (chat) {
-        json_t *e = token_entry(g->srv, tl->token, tl->logprob, true, NULL, 0);
+        json_t *e = token_entry(g->srv, tl->token, tl->logprob, true);
         json_t *top = json_array();
         for (int k = 0; k < tl->n_top && k < g->r.top_logprobs; k++)
-            json_array_append_new(top, token_entry(g->srv, tl->top[k].token, tl->top[k].logprob, true, NULL, 0));
+            json_array_append_new(top, token_entry(g->srv, tl->top[k].token, tl->top[k].logprob, true));
         json_object_set_new(e, "top_logprobs", top);
         json_array_append_new(c->logprobs, e);
         return;
     }
     json_array_append_new(json_object_get(c->logprobs, "tokens"),
-                          token_entry(g->srv, tl->token, 0, false, NULL, 0));
+                          token_entry(g->srv, tl->token, 0, false));
     json_array_append_new(json_object_get(c->logprobs, "token_logprobs"),
                           isnan(tl->logprob) ? json_null() : json_real(tl->logprob));
     json_t *top = json_object();
     for (int k = 0; k < tl->n_top && k < g->r.top_logprobs; k++) {
-        char key[800];
-        json_decref(token_entry(g->srv, tl->top[k].token, 0, false, key, sizeof key));
+        char piece[256], key[3 * 256 + 1];
+        int n;
+        token_text(g->srv, tl->top[k].token, key, piece, &n);
         json_object_set_new(top, key, json_real(tl->top[k].logprob));
     }
     json_array_append_new(json_object_get(c->logprobs, "top_logprobs"),
@@ -169,7 +157,7 @@ static void release_all(struct generation *g)
         struct choice *c = &g->choices[i];
         if (c->seq) {
             if (!c->done) metrics_generation(g->srv->metrics, "canceled", 0, c->n_generated, -1,
-                                             server_now() - g->start);
+                                             clock_seconds() - g->start);
             seq_release(c->seq);
             c->seq = NULL;
         }
@@ -181,13 +169,13 @@ static void generation_free(struct generation *g)
     if (!g) return;
     release_all(g);
     for (size_t i = 0; i < g->n_choices; i++) {
-        free(g->choices[i].text);
+        buf_free(&g->choices[i].text);
         json_decref(g->choices[i].logprobs);
     }
     for (size_t i = 0; g->echo_text && i < g->r.n_prompts; i++) free(g->echo_text[i]);
     free(g->echo_text);
     free(g->choices);
-    free(g->pending);
+    buf_free(&g->pending);
     oai_request_free(&g->r);
     free(g);
 }
@@ -222,30 +210,17 @@ static bool submit_all(struct generation *g, enum MHD_Result *result)
                                            "the chat template failed: %s", err.msg);
                 return false;
             }
-            ids = server_tokenize(srv, text, strlen(text), false, &n_ids);
+            ids = kiln_tokenize_new(srv->model, text, strlen(text), false, true, &n_ids);
             free(text);
         } else if (r->prompts[p].text) {
-            ids = server_tokenize(srv, r->prompts[p].text, r->prompts[p].text_len, true, &n_ids);
+            ids = kiln_tokenize_new(srv->model, r->prompts[p].text, r->prompts[p].text_len, true,
+                                    true, &n_ids);
             if (r->echo) g->echo_text[p] = strndup(r->prompts[p].text, r->prompts[p].text_len);
         } else {
             ids = malloc((r->prompts[p].n_ids ? r->prompts[p].n_ids : 1) * sizeof *ids);
             if (ids) memcpy(ids, r->prompts[p].ids, r->prompts[p].n_ids * sizeof *ids);
             n_ids = r->prompts[p].n_ids;
-            if (r->echo) {
-                size_t cap = 16 * n_ids + 1, len = 0;
-                char *t = malloc(cap);
-                for (size_t k = 0; t && k < n_ids; k++) {
-                    int n = kiln_token_to_piece(srv->model, ids[k], false, t + len, cap - len - 1);
-                    if (n > 0) len += (size_t)n;
-                }
-                if (t) {
-                    char *clean = malloc(3 * len + 1);
-                    if (clean) utf8_sanitize(clean, t, len);
-                    free(t);
-                    t = clean;
-                }
-                g->echo_text[p] = t;
-            }
+            if (r->echo) g->echo_text[p] = server_detokenize(srv, r->prompts[p].ids, n_ids, false);
         }
         if (!ids) {
             *result = send_error(req, 503, "server_error", NULL, NULL, "out of memory");
@@ -312,17 +287,18 @@ static json_t *choice_json(struct generation *g, struct choice *c)
                                 : json_incref(c->logprobs ? c->logprobs : json_null());
     if (g->r.kind == OAI_CHAT)
         return json_pack("{s:i, s:{s:s, s:s%, s:n}, s:o, s:s}", "index", (json_int_t)c->index,
-                         "message", "role", "assistant", "content", c->text ? c->text : "", c->len,
+                         "message", "role", "assistant", "content", c->text.p ? c->text.p : "", c->text.len,
                          "refusal", "logprobs", lp, "finish_reason", finish);
     size_t echo_len = g->echo_text && g->echo_text[c->prompt_index] ? strlen(g->echo_text[c->prompt_index]) : 0;
-    char *full = malloc(echo_len + c->len + 1);
-    if (!full) return json_null();
-    if (echo_len) memcpy(full, g->echo_text[c->prompt_index], echo_len);
-    if (c->len) memcpy(full + echo_len, c->text, c->len);
-    full[echo_len + c->len] = 0;
-    json_t *j = json_pack("{s:i, s:s%, s:o, s:s}", "index", (json_int_t)c->index, "text", full,
-                          echo_len + c->len, "logprobs", lp, "finish_reason", finish);
-    free(full);
+    struct buf full = {0};
+    if (!buf_append(&full, g->echo_text ? g->echo_text[c->prompt_index] : NULL, echo_len) ||
+        !buf_append(&full, c->text.p, c->text.len)) {
+        buf_free(&full);
+        return json_null();
+    }
+    json_t *j = json_pack("{s:i, s:s%, s:o, s:s}", "index", (json_int_t)c->index, "text", full.p,
+                          full.len, "logprobs", lp, "finish_reason", finish);
+    buf_free(&full);
     return j;
 }
 
@@ -341,7 +317,7 @@ static void finish_metrics(struct generation *g, struct choice *c)
 {
     metrics_generation(g->srv->metrics, finish_name(c), c->index == c->prompt_index * g->r.n ? c->n_prompt : 0,
                        c->n_generated, c->first_token ? c->first_token - g->start : -1,
-                       server_now() - g->start);
+                       clock_seconds() - g->start);
 }
 
 /* Reads events of unfinished choices for up to one wait slice. Returns false when all done. */
@@ -374,7 +350,7 @@ static bool pump(struct generation *g, void (*on_event)(struct generation *, str
 
 static void collect_event(struct generation *g, struct choice *c, const struct seq_event *ev)
 {
-    if (ev->len) append_text(c, ev->text, ev->len);
+    if (ev->len) buf_append(&c->text, ev->text, ev->len);
     if (ev->type == SEQ_DONE) {
         c->done = true;
         c->finish = ev->finish;
@@ -432,30 +408,27 @@ static enum MHD_Result respond_whole(struct generation *g)
 
 /* ---- streaming -------------------------------------------------------------------------- */
 
-static void pending_put(struct generation *g, const char *s, size_t n)
+/* Queues one Server-Sent Event carrying json (a NUL-terminated text). */
+static void put_event(struct generation *g, const char *json)
 {
-    if (g->pending_len + n > g->pending_cap) {
-        size_t cap = g->pending_cap ? g->pending_cap * 2 : 4096;
-        while (cap < g->pending_len + n) cap *= 2;
-        char *p = realloc(g->pending, cap);
-        if (!p) return;
-        g->pending = p;
-        g->pending_cap = cap;
-    }
-    memcpy(g->pending + g->pending_len, s, n);
-    g->pending_len += n;
+    buf_append(&g->pending, "data: ", 6);
+    buf_append(&g->pending, json, strlen(json));
+    buf_append(&g->pending, "\n\n", 2);
+}
+
+/* Queues value as an event (and frees it). */
+static void put_json_event(struct generation *g, json_t *value)
+{
+    char *s = json_dumps(value, JSON_COMPACT);
+    json_decref(value);
+    if (s) put_event(g, s);
+    free(s);
 }
 
 static void send_chunk(struct generation *g, json_t *chunk)
 {
     if (g->r.include_usage) json_object_set_new(chunk, "usage", json_null());
-    char *s = json_dumps(chunk, JSON_COMPACT);
-    json_decref(chunk);
-    if (!s) return;
-    pending_put(g, "data: ", 6);
-    pending_put(g, s, strlen(s));
-    pending_put(g, "\n\n", 2);
-    free(s);
+    put_json_event(g, chunk);
 }
 
 static json_t *chunk_json(struct generation *g, json_t *choice)
@@ -497,11 +470,11 @@ static void stream_event(struct generation *g, struct choice *c, const struct se
         }
     }
     collect_event(g, c, ev);
-    /* the text of this event is in c->text from c->len - ev->len */
+    /* this event's text is the last ev->len bytes of c->text */
     if (ev->type == SEQ_PROMPT) return;
     bool has_lp = g->r.logprobs && c->logprobs;
     if (ev->len || has_lp) {
-        json_t *delta_text = json_stringn(c->text + c->len - ev->len, ev->len);
+        json_t *delta_text = json_stringn(c->text.p + c->text.len - ev->len, ev->len);
         json_t *choice = chat ? json_pack("{s:i, s:{s:o}, s:o, s:n}", "index", (json_int_t)c->index,
                                           "delta", "content", delta_text, "logprobs",
                                           take_logprobs(g, c), "finish_reason")
@@ -520,16 +493,8 @@ static void stream_event(struct generation *g, struct choice *c, const struct se
     } else if (c->done) {
         char msg[300];
         snprintf(msg, sizeof msg, "generation failed: %s", c->error);
-        json_t *err = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type",
-                                "server_error", "param", "code");
-        char *s = json_dumps(err, JSON_COMPACT);
-        json_decref(err);
-        if (s) {
-            pending_put(g, "data: ", 6);
-            pending_put(g, s, strlen(s));
-            pending_put(g, "\n\n", 2);
-            free(s);
-        }
+        put_json_event(g, json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type",
+                                    "server_error", "param", "code"));
     }
 }
 
@@ -538,12 +503,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     struct generation *g = cls;
     for (;;) {
-        if (g->pending_off < g->pending_len) {
-            size_t n = g->pending_len - g->pending_off;
+        if (g->pending_off < g->pending.len) {
+            size_t n = g->pending.len - g->pending_off;
             if (n > max) n = max;
-            memcpy(buf, g->pending + g->pending_off, n);
+            memcpy(buf, g->pending.p + g->pending_off, n);
             g->pending_off += n;
-            if (g->pending_off == g->pending_len) g->pending_off = g->pending_len = 0;
+            if (g->pending_off == g->pending.len) g->pending_off = g->pending.len = 0;
             return (ssize_t)n;
         }
         if (g->done_sent) return MHD_CONTENT_READER_END_OF_STREAM;
@@ -554,22 +519,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
                                           g->r.kind == OAI_CHAT ? "chat.completion.chunk" : "text_completion",
                                           "created", (json_int_t)g->created, "model", g->srv->model_id,
                                           "choices", "usage", usage_json(g));
-                char *s = json_dumps(chunk, JSON_COMPACT);
-                json_decref(chunk);
-                if (s) {
-                    pending_put(g, "data: ", 6);
-                    pending_put(g, s, strlen(s));
-                    pending_put(g, "\n\n", 2);
-                    free(s);
-                }
+                put_json_event(g, chunk);
             } else {
                 json_decref(usage_json(g)); /* sets the access log's token count */
-                pending_put(g, "data: [DONE]\n\n", 14);
+                put_event(g, "[DONE]");
                 g->done_sent = true;
             }
             continue;
         }
-        if (g->pending_len == 0 && client_gone(g->req)) {
+        if (g->pending.len == 0 && client_gone(g->req)) {
             log_info("%s: client went away mid-stream; canceling", g->id);
             release_all(g);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -611,7 +569,7 @@ enum MHD_Result handle_completion(struct request *req, enum oai_kind kind)
     g->srv = srv;
     g->start = req->start;
     struct oai_error err;
-    if (!oai_parse_request(kind, req->body, req->body_len, kiln_model_n_vocab(srv->model), &g->r, &err)) {
+    if (!oai_parse_request(kind, req->body.p, req->body.len, kiln_model_n_vocab(srv->model), &g->r, &err)) {
         free(g);
         return send_oai_error(req, &err);
     }

@@ -1,6 +1,8 @@
 /* Prometheus metrics. Contract: src/server/metrics.h. */
 #include "server/metrics.h"
 
+#include "base/buf.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,50 +88,23 @@ void metrics_inter_token(struct metrics *m, double seconds)
     pthread_mutex_unlock(&m->mu);
 }
 
-struct text {
-    char *p;
-    size_t n, cap;
-};
-
-static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if (t->p && t->n + (size_t)k < t->cap) {
-            t->n += (size_t)k;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 8192;
-        while (cap < t->n + (size_t)k + 1) cap *= 2;
-        char *p = realloc(t->p, cap);
-        if (!p) return;
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-static void put_histogram(struct text *t, const char *name, const char *help,
+static void put_histogram(struct buf *t, const char *name, const char *help,
                           const struct histogram *h, const char *labels)
 {
-    put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    buf_printf(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     unsigned long long cum = 0;
     for (int b = 0; b < N_BUCKETS; b++) {
         cum += h->counts[b];
-        put(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, h->bounds[b], cum);
+        buf_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, h->bounds[b], cum);
     }
     cum += h->counts[N_BUCKETS];
-    put(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, cum);
-    put(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels, h->n);
+    buf_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, cum);
+    buf_printf(t, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels, h->n);
 }
 
 char *metrics_render(struct metrics *m, const struct sched_stats *s, const char *model)
 {
-    struct text t = {0};
+    struct buf t = {0};
     /* label values escape backslash, quote and newline (Prometheus text format) */
     char esc[600], labels[640];
     size_t k = 0;
@@ -145,19 +120,19 @@ char *metrics_render(struct metrics *m, const struct sched_stats *s, const char 
     esc[k] = 0;
     snprintf(labels, sizeof labels, "model_name=\"%s\"", esc);
     pthread_mutex_lock(&m->mu);
-    put(&t, "# HELP kiln:http_requests_total HTTP responses sent, by status code.\n"
+    buf_printf(&t, "# HELP kiln:http_requests_total HTTP responses sent, by status code.\n"
             "# TYPE kiln:http_requests_total counter\n");
     for (int i = 0; i < N_STATUS; i++)
-        if (m->by_status[i]) put(&t, "kiln:http_requests_total{status=\"%d\"} %llu\n", i, m->by_status[i]);
-    put(&t, "# HELP kiln:request_finished_total Generations finished, by reason.\n"
+        if (m->by_status[i]) buf_printf(&t, "kiln:http_requests_total{status=\"%d\"} %llu\n", i, m->by_status[i]);
+    buf_printf(&t, "# HELP kiln:request_finished_total Generations finished, by reason.\n"
             "# TYPE kiln:request_finished_total counter\n");
     for (int i = 0; i < N_FINISH; i++)
-        put(&t, "kiln:request_finished_total{%s,finished_reason=\"%s\"} %llu\n", labels,
+        buf_printf(&t, "kiln:request_finished_total{%s,finished_reason=\"%s\"} %llu\n", labels,
             finish_names[i], m->by_finish[i]);
-    put(&t, "# HELP kiln:prompt_tokens_total Prompt tokens processed.\n"
+    buf_printf(&t, "# HELP kiln:prompt_tokens_total Prompt tokens processed.\n"
             "# TYPE kiln:prompt_tokens_total counter\nkiln:prompt_tokens_total{%s} %llu\n",
         labels, m->prompt_tokens);
-    put(&t, "# HELP kiln:generation_tokens_total Tokens generated.\n"
+    buf_printf(&t, "# HELP kiln:generation_tokens_total Tokens generated.\n"
             "# TYPE kiln:generation_tokens_total counter\nkiln:generation_tokens_total{%s} %llu\n",
         labels, m->generation_tokens);
     put_histogram(&t, "kiln:time_to_first_token_seconds", "Time from request to first token.",
@@ -167,22 +142,22 @@ char *metrics_render(struct metrics *m, const struct sched_stats *s, const char 
     put_histogram(&t, "kiln:e2e_request_latency_seconds", "Time from request to its end.",
                   &m->e2e, labels);
     pthread_mutex_unlock(&m->mu);
-    put(&t, "# HELP kiln:num_requests_running Sequences being generated.\n"
+    buf_printf(&t, "# HELP kiln:num_requests_running Sequences being generated.\n"
             "# TYPE kiln:num_requests_running gauge\nkiln:num_requests_running{%s} %d\n",
         labels, s->running);
-    put(&t, "# HELP kiln:num_requests_waiting Sequences queued for a slot.\n"
+    buf_printf(&t, "# HELP kiln:num_requests_waiting Sequences queued for a slot.\n"
             "# TYPE kiln:num_requests_waiting gauge\nkiln:num_requests_waiting{%s} %d\n",
         labels, s->waiting);
-    put(&t, "# HELP kiln:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
+    buf_printf(&t, "# HELP kiln:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
             "# TYPE kiln:prefix_cache_queries_total counter\nkiln:prefix_cache_queries_total{%s} %llu\n",
         labels, (unsigned long long)s->prefix_queries);
-    put(&t, "# HELP kiln:prefix_cache_hits_total Prompt tokens found in the prefix cache.\n"
+    buf_printf(&t, "# HELP kiln:prefix_cache_hits_total Prompt tokens found in the prefix cache.\n"
             "# TYPE kiln:prefix_cache_hits_total counter\nkiln:prefix_cache_hits_total{%s} %llu\n",
         labels, (unsigned long long)s->prefix_hits);
-    put(&t, "# HELP kiln:num_preemptions_total Sequences preempted because the KV cache was full.\n"
+    buf_printf(&t, "# HELP kiln:num_preemptions_total Sequences preempted because the KV cache was full.\n"
             "# TYPE kiln:num_preemptions_total counter\nkiln:num_preemptions_total{%s} %llu\n",
         labels, (unsigned long long)s->preemptions);
-    put(&t, "# HELP kiln:kv_cache_usage_perc Fraction of the KV cache in use (0..1).\n"
+    buf_printf(&t, "# HELP kiln:kv_cache_usage_perc Fraction of the KV cache in use (0..1).\n"
             "# TYPE kiln:kv_cache_usage_perc gauge\nkiln:kv_cache_usage_perc{%s} %.6f\n",
         labels, s->kv_capacity ? (double)s->kv_used / (double)s->kv_capacity : 0.0);
     return t.p;

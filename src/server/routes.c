@@ -2,8 +2,6 @@
  * /v1/models, /tokenize, /detokenize, and the 404 / 405 answers. */
 #include "server/server_internal.h"
 
-#include "engine/text_stream.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +38,7 @@ static enum MHD_Result handle_metrics(struct request *req)
 static json_t *parse_body(struct request *req, struct oai_error *err)
 {
     json_error_t jerr;
-    json_t *root = req->body_len ? json_loadb(req->body, req->body_len, 0, &jerr) : NULL;
+    json_t *root = req->body.len ? json_loadb(req->body.p, req->body.len, 0, &jerr) : NULL;
     if (!root || !json_is_object(root)) {
         json_decref(root);
         oai_fail(err, 400, "invalid_request_error", NULL, "the request body must be a JSON object");
@@ -95,7 +93,7 @@ static enum MHD_Result handle_tokenize(struct request *req)
                           "'content' (or 'prompt') must be a string, or give 'messages'");
     }
     size_t n;
-    int32_t *ids = server_tokenize(req->srv, s, len, add_special, &n);
+    int32_t *ids = kiln_tokenize_new(req->srv->model, s, len, add_special, true, &n);
     free(rendered);
     json_decref(root);
     if (!ids) return send_error(req, 503, "server_error", NULL, NULL, "out of memory");
@@ -119,31 +117,23 @@ static enum MHD_Result handle_detokenize(struct request *req)
                           "'tokens' must be an array of token ids");
     }
     int32_t n_vocab = kiln_model_n_vocab(req->srv->model);
-    size_t cap = 256, len = 0, i;
-    char *text = malloc(cap);
+    size_t n = json_array_size(tokens), i;
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     json_t *v;
     json_array_foreach(tokens, i, v) {
         json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
         if (id < 0 || id >= n_vocab) {
-            free(text);
+            free(ids);
             json_decref(root);
             return send_error(req, 400, "invalid_request_error", "tokens", NULL,
                               "'tokens[%zu]' is not a token id of this model (0..%d)", i, n_vocab - 1);
         }
-        char piece[256];
-        int k = kiln_token_to_piece(req->srv->model, (int32_t)id, true, piece, sizeof piece);
-        if (k < 0) k = 0;
-        if (text && len + (size_t)k + 1 > cap) text = realloc(text, cap = 2 * (len + (size_t)k + 1));
-        if (!text) break;
-        memcpy(text + len, piece, (size_t)k);
-        len += (size_t)k;
+        if (ids) ids[i] = (int32_t)id;
     }
     json_decref(root);
-    if (!text) return send_error(req, 503, "server_error", NULL, NULL, "out of memory");
-    /* Arbitrary ids may split a character: invalid bytes become U+FFFD. */
-    char *clean = malloc(3 * len + 1);
-    json_t *content = clean ? json_stringn(clean, utf8_sanitize(clean, text, len)) : NULL;
-    free(clean);
+    char *text = ids ? server_detokenize(req->srv, ids, n, true) : NULL;
+    free(ids);
+    json_t *content = text ? json_string(text) : NULL;
     free(text);
     if (!content) return send_error(req, 503, "server_error", NULL, NULL, "out of memory");
     return send_json(req, 200, json_pack("{s:O, s:o}", "content", content, "prompt", content));

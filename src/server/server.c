@@ -5,6 +5,7 @@
 #include "server/server_internal.h"
 
 #include "base/log.h"
+#include "base/clock.h"
 #include "base/status.h"
 #include "model/model.h"
 #include "template/chat.h"
@@ -21,13 +22,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-double server_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- responses -------------------------------------------------------------------------- */
 
@@ -141,7 +135,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->conn = conn;
         req->method = method;
         req->url = url;
-        req->start = server_now();
+        req->start = clock_seconds();
         *con_cls = req;
         atomic_fetch_add(&srv->in_flight, 1);
         req->counted_in_flight = true;
@@ -157,23 +151,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (req->body_too_large) return MHD_YES;
-        if (req->body_len + n > srv->cfg.max_body_bytes) {
+        if (req->body.len + n > srv->cfg.max_body_bytes) {
             req->body_too_large = true;
-            free(req->body);
-            req->body = NULL;
+            buf_free(&req->body);
             return MHD_YES;
         }
-        if (req->body_len + n + 1 > req->body_cap) {
-            size_t cap = req->body_cap ? req->body_cap * 2 : 4096;
-            while (cap < req->body_len + n + 1) cap *= 2;
-            char *b = realloc(req->body, cap);
-            if (!b) return MHD_NO;
-            req->body = b;
-            req->body_cap = cap;
-        }
-        memcpy(req->body + req->body_len, upload_data, n);
-        req->body_len += n;
-        req->body[req->body_len] = 0;
+        if (!buf_append(&req->body, upload_data, n)) return MHD_NO;
         return MHD_YES;
     }
     if (req->status) return MHD_YES; /* already answered (413 on the first call) */
@@ -195,14 +178,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct server *srv = cls;
     struct request *req = *con_cls;
     if (!req) return;
-    double ms = (server_now() - req->start) * 1000;
+    double ms = (clock_seconds() - req->start) * 1000;
     metrics_http_response(srv->metrics, req->status);
     log_info("%s %s %d prompt=%d completion=%d %.1fms%s", req->method, req->url, req->status,
              req->prompt_tokens, req->completion_tokens, ms,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     if (req->counted_in_flight) atomic_fetch_sub(&srv->in_flight, 1);
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)srv->cfg.read_timeout_s);
-    free(req->body);
+    buf_free(&req->body);
     free(req);
     *con_cls = NULL;
 }
@@ -330,8 +313,8 @@ int server_run(const struct server_config *cfg)
              (int)stop_signal, srv.cfg.shutdown_grace_s, atomic_load(&srv.in_flight));
     if (MHD_quiesce_daemon(d) == MHD_INVALID_SOCKET)
         log_warn("could not stop accepting connections; finishing anyway");
-    for (double t0 = server_now();
-         atomic_load(&srv.in_flight) > 0 && server_now() - t0 < srv.cfg.shutdown_grace_s;)
+    for (double t0 = clock_seconds();
+         atomic_load(&srv.in_flight) > 0 && clock_seconds() - t0 < srv.cfg.shutdown_grace_s;)
         usleep(20000);
 done:
     scheduler_stop(srv.sched); /* cancels what still runs; handlers then finish quickly */

@@ -3,6 +3,7 @@
 #ifndef KILN_SERVER_INTERNAL_H
 #define KILN_SERVER_INTERNAL_H
 
+#include "base/buf.h"
 #include "engine/scheduler.h"
 #include "server/metrics.h"
 #include "server/oai_request.h"
@@ -29,16 +30,13 @@ struct request {
     struct server *srv;
     struct MHD_Connection *conn;
     const char *method, *url;
-    char *body;
-    size_t body_len, body_cap;
+    struct buf body;
     bool body_too_large;
     double start;
     int status;            /* sent, for the access log */
     int prompt_tokens, completion_tokens;
     bool counted_in_flight;
 };
-
-double server_now(void);
 
 /* Sends body as JSON with status (takes ownership of body). */
 enum MHD_Result send_json(struct request *req, int status, json_t *body);
@@ -59,9 +57,9 @@ enum MHD_Result route_request(struct request *req);
 
 /* completions.c: POST /v1/chat/completions and /v1/completions. */
 enum MHD_Result handle_completion(struct request *req, enum oai_kind kind);
-/* Tokenizes text with the model (parse_special as asked); malloc'd ids or NULL. */
-int32_t *server_tokenize(struct server *srv, const char *text, size_t len, bool add_special,
-                         size_t *n_out);
+/* The text of ids (special tokens rendered when asked) as valid UTF-8: a split character
+ * becomes U+FFFD. malloc'd, or NULL when out of memory. */
+char *server_detokenize(struct server *srv, const int32_t *ids, size_t n, bool render_special);
 /* Renders the chat template for messages (and tools); malloc'd text or NULL with err. */
 char *render_chat(struct server *srv, json_t *messages, json_t *tools, struct kiln_err *err,
                   kiln_status *st);

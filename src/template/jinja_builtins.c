@@ -19,11 +19,6 @@ const struct jv *call_arg(const struct call_args *a, size_t i, const char *name)
     return NULL;
 }
 
-static struct jv str_of(struct jinja_env *env, struct sbuf *b)
-{
-    return b->p ? (struct jv){.type = JV_STRING, .s = {b->p, b->n}} : jv_str(env, "", 0);
-}
-
 static struct jv need_string(struct jinja_env *env, int line, const char *what, struct jv v)
 {
     if (v.type != JV_STRING) jinja_fail(env, line, "%s needs a string, not %s", what, jv_type_name(v.type));
@@ -89,7 +84,7 @@ static struct jv replace(struct jinja_env *env, struct jv s, struct jv from, str
         } else
             sbuf_put(env, &b, s.s.p + i++, 1);
     }
-    return str_of(env, &b);
+    return sbuf_value(env, &b);
 }
 
 static struct jv split(struct jinja_env *env, struct jv s, const struct jv *sep, int64_t maxsplit)
@@ -258,7 +253,7 @@ static struct jv indent(struct jinja_env *env, struct jv s, const struct call_ar
         p = nl + 1;
         if (nl >= end) break;
     }
-    return str_of(env, &out);
+    return sbuf_value(env, &out);
 }
 
 static const char *const filter_names[] = {
@@ -301,7 +296,7 @@ struct jv jinja_filter(struct jinja_env *env, int line, const char *name, struct
             jinja_fail(env, line, "tojson(ensure_ascii=true) is not supported");
         struct sbuf b = {.limit = (size_t)-1};
         jv_write_json(env, &b, v, ind && ind->type == JV_INT ? (int)ind->i : -1, 0);
-        return str_of(env, &b);
+        return sbuf_value(env, &b);
     }
     if (!strcmp(name, "trim") || !strcmp(name, "strip"))
         return strip(env, jv_to_string(env, v), call_arg(a, 0, "chars"), true, true);
@@ -342,7 +337,7 @@ struct jv jinja_filter(struct jinja_env *env, int line, const char *name, struct
             struct jv item = items.list->items[i];
             jv_write_str(env, &b, attr ? attr_of(env, item, *attr) : item);
         }
-        return str_of(env, &b);
+        return sbuf_value(env, &b);
     }
     if (!strcmp(name, "map")) {
         struct jv items = jv_truthy(v) ? as_list(env, line, v) : jv_new_list(env), out = jv_new_list(env);
@@ -395,7 +390,7 @@ struct jv jinja_filter(struct jinja_env *env, int line, const char *name, struct
             struct jv chars = as_list(env, line, v);
             struct sbuf b = {.limit = (size_t)-1};
             for (size_t i = chars.list->n; i-- > 0;) jv_write_str(env, &b, chars.list->items[i]);
-            return str_of(env, &b);
+            return sbuf_value(env, &b);
         }
         struct jv items = as_list(env, line, v), out = jv_new_list(env);
         for (size_t i = items.list->n; i-- > 0;) jv_list_push(env, out.list, items.list->items[i]);
@@ -448,7 +443,7 @@ struct jv jinja_filter(struct jinja_env *env, int line, const char *name, struct
             if (rep) sbuf_puts(env, &b, rep);
             else sbuf_put(env, &b, &c, 1);
         }
-        return str_of(env, &b);
+        return sbuf_value(env, &b);
     }
     if (!strcmp(name, "dictsort")) {
         if (v.type != JV_DICT) jinja_fail(env, line, "dictsort needs a dict");
@@ -606,7 +601,7 @@ bool jinja_method(struct jinja_env *env, int line, struct jv v, const char *name
             if (i) sbuf_put(env, &b, v.s.p, v.s.n);
             jv_write_str(env, &b, items.list->items[i]);
         }
-        return *out = str_of(env, &b), true;
+        return *out = sbuf_value(env, &b), true;
     }
     if (!strcmp(name, "isdigit") || !strcmp(name, "isalpha") || !strcmp(name, "isspace")) {
         bool ok = v.s.n > 0;

@@ -33,6 +33,7 @@ struct interp {
 
 static struct jv eval(struct interp *in, const struct node *n);
 static void exec_body(struct interp *in, struct scope *sc, struct node *const *body, size_t n);
+static struct jv capture(struct interp *in, struct scope *sc, struct node *const *body, size_t n);
 
 /* ---- scopes ----------------------------------------------------------------------------- */
 
@@ -134,7 +135,7 @@ static struct jv do_slice(struct interp *in, int line, struct jv v, struct jv *s
             size_t a = utf8_offset(v.s.p, v.s.n, (size_t)i), e = utf8_offset(v.s.p, v.s.n, (size_t)i + 1);
             sbuf_put(in->env, &b, v.s.p + a, e - a);
         }
-        return b.p ? (struct jv){.type = JV_STRING, .s = {b.p, b.n}} : jv_str(in->env, "", 0);
+        return sbuf_value(in->env, &b);
     }
     jinja_fail(in->env, line, "cannot slice a %s", jv_type_name(v.type));
 }
@@ -213,15 +214,11 @@ static struct jv call_macro(struct interp *in, int line, const struct node *m,
         for (size_t i = 0; i < m->n_args; i++) known |= !strcmp(a->kwnames[k], m->kwnames[i]);
         if (!known) jinja_fail(in->env, line, "macro %s has no argument %s", m->name, a->kwnames[k]);
     }
-    struct sbuf out = {.limit = in->max_output};
-    struct sbuf *saved_out = in->out;
-    in->out = &out;
-    exec_body(in, sc, m->body, m->n_body);
-    in->out = saved_out;
+    struct jv out = capture(in, sc, m->body, m->n_body);
     in->flow = FLOW_NORMAL;
     in->scope = saved_scope;
     in->depth--;
-    return out.p ? (struct jv){.type = JV_STRING, .s = {out.p, out.n}} : jv_str(in->env, "", 0);
+    return out;
 }
 
 static struct jv eval_call(struct interp *in, const struct node *n)
@@ -258,7 +255,7 @@ static struct jv concat_values(struct interp *in, struct jv a, struct jv b)
     struct sbuf s = {.limit = in->max_output};
     jv_write_str(in->env, &s, a);
     jv_write_str(in->env, &s, b);
-    return s.p ? (struct jv){.type = JV_STRING, .s = {s.p, s.n}} : jv_str(in->env, "", 0);
+    return sbuf_value(in->env, &s);
 }
 
 static bool contains(struct interp *in, int line, struct jv hay, struct jv needle)
@@ -313,7 +310,7 @@ static struct jv arith(struct interp *in, int line, char op, struct jv a, struct
         int64_t times = a.type == JV_INT ? a.i : b.i;
         struct sbuf out = {.limit = in->max_output};
         for (int64_t i = 0; i < times; i++) sbuf_put(in->env, &out, s.s.p, s.s.n);
-        return out.p ? (struct jv){.type = JV_STRING, .s = {out.p, out.n}} : jv_str(in->env, "", 0);
+        return sbuf_value(in->env, &out);
     }
     if (!is_num(a) || !is_num(b))
         jinja_fail(in->env, line, "unsupported operand types for '%c': %s and %s", op == 'F' ? '/' : op == 'P' ? '*' : op,
@@ -446,7 +443,7 @@ static struct jv capture(struct interp *in, struct scope *sc, struct node *const
     in->out = &out;
     exec_body(in, sc, body, n);
     in->out = saved;
-    return out.p ? (struct jv){.type = JV_STRING, .s = {out.p, out.n}} : jv_str(in->env, "", 0);
+    return sbuf_value(in->env, &out);
 }
 
 /* The items a for loop walks: list items, dict keys, string characters. */

@@ -163,6 +163,8 @@ struct sbuf {
 };
 void sbuf_put(struct jinja_env *env, struct sbuf *b, const char *p, size_t n);
 void sbuf_puts(struct jinja_env *env, struct sbuf *b, const char *s);
+/* What b holds, as a string value (an empty one when nothing was written). */
+struct jv sbuf_value(struct jinja_env *env, const struct sbuf *b);
 
 /* Python's str() of v (what {{ v }} prints), and json.dumps(v, ensure_ascii=False) with
  * Python's separators and the given indent (< 0: none), appended to b. */

@@ -266,7 +266,7 @@ static void lex(struct lexer *lx)
 struct parser {
     struct jinja_env *env;
     struct tok *t;
-    size_t pos, n;
+    size_t pos;
     int depth;
 };
 
@@ -340,14 +340,11 @@ static void parse_call_args(struct parser *ps, struct node *call)
         if (is_op(peek(ps), ')')) break; /* trailing comma */
         struct tok *t = peek(ps);
         if (t->type == T_NAME && is_op(&ps->t[ps->pos + 1], '=')) {
-            next(ps);
+            next(ps); /* the name, then = */
             next(ps);
             const char **nn = jinja_alloc(ps->env, (n_names + 1) * sizeof *nn);
             if (n_names) memcpy(nn, names, n_names * sizeof *nn);
-            char *name = jinja_alloc(ps->env, t->n + 1);
-            memcpy(name, t->p, t->n);
-            name[t->n] = 0;
-            nn[n_names++] = name;
+            nn[n_names++] = tok_name(ps, t);
             names = nn;
             nodes_push(ps, &kwargs, parse_expr(ps));
         } else {
@@ -699,6 +696,14 @@ static void expect_block_end(struct parser *ps)
     if (t->type != T_BLOCK_END) jinja_fail(ps->env, t->line, "expected end of tag");
 }
 
+/* Consumes a closing or continuing tag with no arguments: {% keyword %}. */
+static void end_tag(struct parser *ps)
+{
+    next(ps); /* {% */
+    next(ps); /* the keyword */
+    expect_block_end(ps);
+}
+
 /* Parses statements until a block tag whose keyword is one of ends (NULL-terminated);
  * leaves that keyword as the next token and returns its index in *which. */
 static struct node **parse_body(struct parser *ps, const char *const *ends, size_t *n_out,
@@ -738,6 +743,16 @@ static struct node **parse_targets(struct parser *ps, size_t *n, bool allow_attr
     return v.v;
 }
 
+/* The statements up to {% end %}, which it consumes. */
+static struct node **block_until(struct parser *ps, const char *end, size_t *n_out)
+{
+    const char *const ends[] = {end, NULL};
+    int which;
+    struct node **body = parse_body(ps, ends, n_out, &which);
+    end_tag(ps);
+    return body;
+}
+
 static struct node *parse_statement(struct parser *ps)
 {
     struct tok *begin = next(ps); /* T_BLOCK_BEGIN */
@@ -763,16 +778,8 @@ static struct node *parse_statement(struct parser *ps)
             cur->n_orelse = 1;
             cur = elif;
         }
-        if (which == 1) {
-            next(ps);
-            next(ps);
-            expect_block_end(ps);
-            static const char *const endif[] = {"endif", NULL};
-            cur->orelse = parse_body(ps, endif, &cur->n_orelse, &which);
-        }
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        end_tag(ps); /* else or endif */
+        if (which == 1) cur->orelse = block_until(ps, "endif", &cur->n_orelse);
         return n;
     }
     if (is_name(kw, "for")) {
@@ -788,16 +795,8 @@ static struct node *parse_statement(struct parser *ps)
         expect_block_end(ps);
         static const char *const ends[] = {"else", "endfor", NULL};
         n->body = parse_body(ps, ends, &n->n_body, &which);
-        if (which == 0) {
-            next(ps);
-            next(ps);
-            expect_block_end(ps);
-            static const char *const endfor[] = {"endfor", NULL};
-            n->orelse = parse_body(ps, endfor, &n->n_orelse, &which);
-        }
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        end_tag(ps); /* else or endfor */
+        if (which == 0) n->orelse = block_until(ps, "endfor", &n->n_orelse);
         return n;
     }
     if (is_name(kw, "set")) {
@@ -823,11 +822,7 @@ static struct node *parse_statement(struct parser *ps)
         }
         /* block set: {% set x %}...{% endset %} */
         expect_block_end(ps);
-        static const char *const ends[] = {"endset", NULL};
-        n->body = parse_body(ps, ends, &n->n_body, &which);
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        n->body = block_until(ps, "endset", &n->n_body);
         return n;
     }
     if (is_name(kw, "macro")) {
@@ -856,22 +851,14 @@ static struct node *parse_statement(struct parser *ps)
         n->kwnames = names;
         n->args = defaults.v;
         n->n_args = count;
-        static const char *const ends[] = {"endmacro", NULL};
-        n->body = parse_body(ps, ends, &n->n_body, &which);
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        n->body = block_until(ps, "endmacro", &n->n_body);
         return n;
     }
     if (is_name(kw, "filter")) {
         n = new_node(ps, N_FILTER_BLOCK, line);
         n->a = parse_filter(ps, NULL, line);
         expect_block_end(ps);
-        static const char *const ends[] = {"endfilter", NULL};
-        n->body = parse_body(ps, ends, &n->n_body, &which);
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        n->body = block_until(ps, "endfilter", &n->n_body);
         return n;
     }
     if (is_name(kw, "generation")) { /* HF's assistant-mask marker: renders its body */
@@ -879,11 +866,7 @@ static struct node *parse_statement(struct parser *ps)
         n = new_node(ps, N_IF, line);
         n->a = new_node(ps, N_LITERAL, line);
         n->a->value = jv_bool(true);
-        static const char *const ends[] = {"endgeneration", NULL};
-        n->body = parse_body(ps, ends, &n->n_body, &which);
-        next(ps);
-        next(ps);
-        expect_block_end(ps);
+        n->body = block_until(ps, "endgeneration", &n->n_body);
         return n;
     }
     if (is_name(kw, "break") || is_name(kw, "continue")) {
@@ -939,7 +922,7 @@ struct node **jinja_parse(struct jinja_env *env, const char *src, size_t len, si
 {
     struct lexer lx = {.env = env, .src = src, .len = len, .line = 1};
     lex(&lx);
-    struct parser ps = {.env = env, .t = lx.toks, .n = lx.n};
+    struct parser ps = {.env = env, .t = lx.toks};
     int which;
     return parse_body(&ps, NULL, n_out, &which);
 }

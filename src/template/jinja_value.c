@@ -372,12 +372,17 @@ void jv_write_str(struct jinja_env *env, struct sbuf *b, struct jv v)
     }
 }
 
+struct jv sbuf_value(struct jinja_env *env, const struct sbuf *b)
+{
+    return b->p ? (struct jv){.type = JV_STRING, .s = {b->p, b->n}} : jv_str(env, "", 0);
+}
+
 struct jv jv_to_string(struct jinja_env *env, struct jv v)
 {
     if (v.type == JV_STRING) return v;
     struct sbuf b = {.limit = (size_t)-1};
     jv_write_str(env, &b, v);
-    return b.p ? (struct jv){.type = JV_STRING, .s = {b.p, b.n}} : jv_str(env, "", 0);
+    return sbuf_value(env, &b);
 }
 
 static void write_json_string(struct jinja_env *env, struct sbuf *b, const char *s, size_t n)

@@ -89,6 +89,7 @@ def test_echo_and_legacy_logprobs(client):
     assert lp.token_logprobs[0] is None and all(x <= 0 for x in lp.token_logprobs[1:])
     assert all(len(t) == 3 for t in lp.top_logprobs[1:])
     assert lp.text_offset == sorted(lp.text_offset)
+    assert r.usage.completion_tokens > 0, "nothing generated: the loop below would check nothing"
     # greedy: each generated token is its own most likely alternative
     for tok, lp_, top in zip(lp.tokens[n_prompt:], lp.token_logprobs[n_prompt:], lp.top_logprobs[n_prompt:]):
         assert max(top.values()) == pytest.approx(lp_, abs=1e-4)
@@ -98,7 +99,7 @@ def test_chat_logprobs(client):
     r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=6,
                                        temperature=0, logprobs=True, top_logprobs=2)
     content = r.choices[0].logprobs.content
-    assert len(content) == r.usage.completion_tokens
+    assert content and len(content) == r.usage.completion_tokens
     for entry in content:
         assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
         assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob

@@ -24,6 +24,13 @@ def metric(server, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def wait_for_metric(server, name, value, seconds):
+    """Polls /metrics until name reads value or the time is up (the caller asserts)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and metric(server, name) != value:
+        time.sleep(0.05)
+
+
 def test_api_key(model_path, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("from-file\n")
@@ -92,9 +99,7 @@ def test_disconnect_mid_stream_frees_the_sequence(server):
         assert any(line.startswith("data: ") for line in got)
         assert metric(server, "kiln:num_requests_running") == 1
     # closed after a few tokens of 400: the sequence must go within a step or so
-    deadline = time.time() + 10
-    while time.time() < deadline and metric(server, "kiln:num_requests_running") != 0:
-        time.sleep(0.05)
+    wait_for_metric(server, "kiln:num_requests_running", 0, 10)
     assert metric(server, "kiln:num_requests_running") == 0
     assert metric(server, "kiln:request_finished_total", 'finished_reason="canceled"') == canceled_before + 1
 
@@ -103,9 +108,7 @@ def test_disconnect_while_waiting_non_streaming(server):
     before = metric(server, "kiln:request_finished_total", 'finished_reason="canceled"')
     with pytest.raises(httpx.TimeoutException):
         httpx.post(server.base_url + "/v1/completions", json=LONG, timeout=0.5)
-    deadline = time.time() + 10
-    while time.time() < deadline and metric(server, "kiln:num_requests_running") != 0:
-        time.sleep(0.05)
+    wait_for_metric(server, "kiln:num_requests_running", 0, 10)
     assert metric(server, "kiln:num_requests_running") == 0
     assert metric(server, "kiln:request_finished_total", 'finished_reason="canceled"') == before + 1
 
@@ -212,9 +215,7 @@ def test_disconnect_while_queued_leaves_the_queue(model_path):
         time.sleep(0.3)
         with pytest.raises(httpx.TimeoutException):  # queued behind the first, then gone
             httpx.post(srv.base_url + "/v1/completions", json=LONG, timeout=0.5)
-        deadline = time.time() + 5
-        while time.time() < deadline and metric(srv, "kiln:num_requests_waiting") != 0:
-            time.sleep(0.05)
+        wait_for_metric(srv, "kiln:num_requests_waiting", 0, 5)
         assert metric(srv, "kiln:num_requests_waiting") == 0
         assert metric(srv, "kiln:num_requests_running") == 1  # the first one is untouched
         running.join()

@@ -26,6 +26,8 @@ def mismatches(ours, ref, tol):
         ref_gap = r["top"][0][1] - r["top"][1][1]
         if p["top"][0][0] != r["top"][0][0] and ref_gap >= 2 * tol:
             errors.append(f"position {i}: top-1 {p['top'][0][0]} vs {r['top'][0][0]}")
+    if len(ours["greedy"]) != len(ref["greedy"]):
+        errors.append(f"{len(ours['greedy'])} greedy steps, the reference has {len(ref['greedy'])}")
     for step, (a, b) in enumerate(zip(ours["greedy"], ref["greedy"])):
         if ref["greedy_margins"][step] < 2 * tol:
             break

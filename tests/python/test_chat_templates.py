@@ -118,7 +118,9 @@ def test_renders_like_jinja2(template, conversation, build_tool):
 
 
 def test_every_template_renders_something(build_tool):
-    """Guards the parametrized test above against passing vacuously (all raising)."""
+    """Guards the parametrized test above against passing vacuously (no templates found, or
+    all raising)."""
+    assert len(TEMPLATES) >= 17, f"only {len(TEMPLATES)} templates in {SHARED / 'chat-templates'}"
     rendered = 0
     for template in TEMPLATES:
         vars_ = variables(CONVERSATIONS["multi_turn"])

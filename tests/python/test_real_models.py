@@ -31,6 +31,7 @@ def test_greedy_matches_llama_cpp(kiln_bin, real_model):
                                    case["prompt"], "--top-k", 2, "--n-predict",
                                    len(case["greedy"]), "--threads", 2))
         assert ours["prompt_tokens"] == case["prompt_tokens"], case["prompt"]
+        assert len(ours["greedy"]) == len(case["greedy"]), "kiln logits stopped early"
         for step, (a, b) in enumerate(zip(ours["greedy"], case["greedy"])):
             if a != b:
                 assert case["greedy_margins"][step] < NEAR_TIE, (

@@ -3,6 +3,8 @@
 #ifndef KILN_TEST_CHECK_H
 #define KILN_TEST_CHECK_H
 
+#include "kiln.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,6 +44,19 @@ static inline const char *check_shared_dir(void)
 {
     const char *d = getenv("KILN_SHARED_DIR");
     return d ? d : "../shared";
+}
+
+/* Opens ../shared/models/synthetic/<file> with n_threads (0: all cores); NULL after printing
+ * why. */
+static inline kiln_model *check_open_synthetic(const char *file, int n_threads)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/synthetic/%s", check_shared_dir(), file);
+    struct kiln_model_params mp = {.n_threads = n_threads};
+    struct kiln_err err = {{0}};
+    kiln_model *m = NULL;
+    if (kiln_model_open(path, &mp, &m, &err) != KILN_OK) fprintf(stderr, "%s\n", err.msg);
+    return m;
 }
 
 #endif

@@ -108,13 +108,7 @@ static void test_kv_types(void)
 
 int main(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/synthetic/llama-gqa.q8_0.gguf", check_shared_dir());
-    struct kiln_err err = {{0}};
-    if (kiln_model_open(path, NULL, &model, &err) != KILN_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
+    if (!(model = check_open_synthetic("llama-gqa.q8_0.gguf", 0))) return 1;
     RUN(test_refcounts_and_free);
     RUN(test_lru_eviction_order);
     RUN(test_collisions_never_share);

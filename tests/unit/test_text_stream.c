@@ -129,12 +129,8 @@ static bool generate(kiln_model *m, const struct kiln_generate_params *p, struct
 
 static void test_generate_stop_strings_and_seeds(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/synthetic/llama-gqa.q8_0.gguf", check_shared_dir());
-    kiln_model *m;
-    struct kiln_err err = {{0}};
-    struct kiln_model_params mp = {.n_threads = 1};
-    CHECK(kiln_model_open(path, &mp, &m, &err) == KILN_OK, "%s", err.msg);
+    kiln_model *m = check_open_synthetic("llama-gqa.q8_0.gguf", 1);
+    CHECK(m, "cannot open the synthetic model");
     struct kiln_generate_params p = {.sampling = kiln_sampling_default(), .max_tokens = 24,
                                      .ignore_eos = true};
     p.sampling.temperature = 0.9f;

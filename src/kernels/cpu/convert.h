@@ -1,6 +1,6 @@
-/* Row operations the attention reads its cache through: F16 to F32 conversion and
- * y += a * x, chosen for this CPU like the dot products. Contract for src/kernels/cpu/convert.c, convert_avx2.c.
- * Pure; any thread. */
+/* y += a * x over a row of F32 or F16 values: the attention's weighted sum of values. The
+ * caller resolves the version for this CPU once and keeps the pointer.
+ * Contract for src/kernels/cpu/convert.c, convert_avx2.c. Pure; any thread. */
 #ifndef KILN_KERNELS_CPU_CONVERT_H
 #define KILN_KERNELS_CPU_CONVERT_H
 
@@ -8,16 +8,13 @@
 
 #include <stdint.h>
 
-/* y[i] = x[i] as float, exactly (every half is a float). */
-void f16_row_to_f32(float *y, const f16_t *x, int64_t n);
+typedef void (*axpy_f32_fn)(float *y, float a, const float *x, int64_t n);
+typedef void (*axpy_f16_fn)(float *y, float a, const f16_t *x, int64_t n);
 
-/* y[i] += a * x[i] for a row of F32 or F16 values (attention's weighted sum of values). */
-void axpy_f32(float *y, float a, const float *x, int64_t n);
-void axpy_f16(float *y, float a, const f16_t *x, int64_t n);
+axpy_f32_fn axpy_f32_for_cpu(void);
+axpy_f16_fn axpy_f16_for_cpu(void);
 
 /* The scalar references and the AVX2 + F16C versions (tested against each other). */
-void f16_row_to_f32_ref(float *y, const f16_t *x, int64_t n);
-void f16_row_to_f32_avx2(float *y, const f16_t *x, int64_t n);
 void axpy_f32_ref(float *y, float a, const float *x, int64_t n);
 void axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
 void axpy_f16_ref(float *y, float a, const f16_t *x, int64_t n);

@@ -104,8 +104,9 @@ static float dot_bf16(const void *w, const void *a, int64_t n)
 /* The 32-element types with several activation rows: each weight block is loaded and
  * unpacked once and used for every column; each column's arithmetic is exactly what the
  * single-column dot does (it is this function with one column). */
-/* Instantiates name_cols for each column count, so the accumulators stay in registers. */
-#define COLUMN_DISPATCH(name)                                                                      \
+/* Instantiates name_cols for each column count, so the accumulators stay in registers, and
+ * the single-column dot as the one-column instance (so both compute a column alike). */
+#define COLUMN_DISPATCH(name, single)                                                              \
     static void name(const void *w, const void *a, size_t stride, int nc, int64_t n, float *out)  \
     {                                                                                              \
         switch (nc) {                                                                              \
@@ -114,6 +115,12 @@ static float dot_bf16(const void *w, const void *a, int64_t n)
         case 3: name##_cols(w, a, stride, 3, n, out); break;                                       \
         default: name##_cols(w, a, stride, 4, n, out); break;                                      \
         }                                                                                          \
+    }                                                                                              \
+    static float single(const void *w, const void *a, int64_t n)                                   \
+    {                                                                                              \
+        float r;                                                                                   \
+        name##_cols(w, a, 0, 1, n, &r);                                                            \
+        return r;                                                                                  \
     }
 
 #define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
@@ -136,14 +143,7 @@ static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
 }
 
-COLUMN_DISPATCH(dotn_q8_0)
-
-static float dot_q8_0(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q8_0_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q8_0, dot_q8_0)
 
 static inline __attribute__((always_inline)) void dotn_q4_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
@@ -163,14 +163,7 @@ static inline __attribute__((always_inline)) void dotn_q4_0_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
 }
 
-COLUMN_DISPATCH(dotn_q4_0)
-
-static float dot_q4_0(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q4_0_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q4_0, dot_q4_0)
 
 static inline __attribute__((always_inline)) void dotn_q4_1_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
@@ -195,14 +188,7 @@ static inline __attribute__((always_inline)) void dotn_q4_1_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) + offs[c];
 }
 
-COLUMN_DISPATCH(dotn_q4_1)
-
-static float dot_q4_1(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q4_1_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q4_1, dot_q4_1)
 
 static float dot_q5_0(const void *w, const void *a, int64_t n)
 {
@@ -378,7 +364,7 @@ static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
 }
 
-COLUMN_DISPATCH(dotn_q4_k)
+COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
 
 static inline __attribute__((always_inline)) void dotn_q5_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
@@ -394,21 +380,7 @@ static inline __attribute__((always_inline)) void dotn_q5_k_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
 }
 
-COLUMN_DISPATCH(dotn_q5_k)
-
-static float dot_q4_k(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q4_k_cols(w, a, 0, 1, n, &r);
-    return r;
-}
-
-static float dot_q5_k(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q5_k_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q5_k, dot_q5_k)
 
 static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
@@ -459,14 +431,7 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
 }
 
-COLUMN_DISPATCH(dotn_q6_k)
-
-static float dot_q6_k(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q6_k_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q6_k, dot_q6_k)
 
 const dotn_fn dotn_table_avx2[DTYPE_COUNT] = {
     [DTYPE_Q4_0] = dotn_q4_0, [DTYPE_Q4_1] = dotn_q4_1, [DTYPE_Q8_0] = dotn_q8_0,
