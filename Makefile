@@ -47,7 +47,7 @@ pytest: build
 	@$(PY) -m pytest -q tests/python tests/e2e
 
 FUZZ_SECONDS ?= 30
-FUZZERS := gguf jinja request
+FUZZERS := gguf jinja request safetensors
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZERS))

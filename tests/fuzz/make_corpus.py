@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a fuzzer's seed corpus: `make_corpus.py gguf DIR` (small valid GGUF files made
 with the gguf package), `jinja DIR` (the real chat templates) or `request DIR` (OpenAI
-request bodies).
+request bodies) or `safetensors DIR` (small valid safetensors files).
 Run by `make fuzz`; the outputs are not committed."""
 import os
 import pathlib
@@ -32,6 +32,28 @@ if target == "request":
     ]
     for i, body in enumerate(bodies):
         (out / f"request{i}.json").write_text(json.dumps(body))
+    print(f"wrote seeds to {out}")
+    sys.exit(0)
+
+if target == "safetensors":
+    import json
+    import struct
+
+    def write(name, tensors, meta=None):
+        header, data = {}, b""
+        if meta is not None:
+            header["__metadata__"] = meta
+        for tname, (dtype, shape, raw) in tensors.items():
+            header[tname] = {"dtype": dtype, "shape": shape,
+                             "data_offsets": [len(data), len(data) + len(raw)]}
+            data += raw
+        h = json.dumps(header).encode()
+        (out / name).write_bytes(struct.pack("<Q", len(h)) + h + data)
+
+    write("two.safetensors", {"w": ("F32", [2, 2], np.arange(4, dtype=np.float32).tobytes()),
+                              "b": ("BF16", [3], bytes(6))}, {"format": "pt"})
+    write("kinds.safetensors", {"i": ("I64", [1, 2], bytes(16)), "e": ("F16", [0], b""),
+                                "s": ("U8", [], b"x")})
     print(f"wrote seeds to {out}")
     sys.exit(0)
 
