@@ -1,6 +1,6 @@
-/* Vocabulary and tokenizers read from GGUF metadata: SentencePiece-style (spm.c) and
- * byte-level BPE with regex pre-tokenizers (bpe.c); special tokens split out first.
- * Contract for src/tokenizer/vocab.c, spm.c, bpe.c. Read-only after load: any thread. */
+/* Vocabulary and tokenizers read from GGUF metadata: SentencePiece-style (spm.c), byte-level
+ * BPE with regex pre-tokenizers (bpe.c) and BERT's WordPiece (wordpiece.c); special tokens
+ * split out first. Contract for src/tokenizer/vocab.c, spm.c, bpe.c, wordpiece.c. Read-only after load: any thread. */
 #ifndef KILN_TOKENIZER_H
 #define KILN_TOKENIZER_H
 
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum vocab_type { VOCAB_SPM, VOCAB_BPE };
+enum vocab_type { VOCAB_SPM, VOCAB_BPE, VOCAB_WPM };
 
 /* GGUF tokenizer.ggml.token_type values. */
 enum token_kind {
@@ -76,6 +76,7 @@ void tok_push(struct tok_out *o, int32_t id);
 void spm_tokenize(const struct vocab *v, const char *text, size_t len, bool space_prefix,
                   struct tok_out *out);
 void bpe_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out);
+void wpm_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out);
 /* The bytes a BPE token stands for (GPT-2 byte characters decoded). Returns the length, or
  * -needed when cap is too small. */
 int bpe_token_bytes(const struct gguf_str *t, char *buf, size_t cap);

@@ -140,9 +140,11 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
         v->type = VOCAB_SPM;
     else if (model->s.len == 4 && memcmp(model->s.ptr, "gpt2", 4) == 0)
         v->type = VOCAB_BPE;
+    else if (model->s.len == 4 && memcmp(model->s.ptr, "bert", 4) == 0)
+        v->type = VOCAB_WPM;
     else
         return kiln_fail(err, KILN_EUNSUPP, "%s: tokenizer model '%.*s' is not supported "
-                         "(llama, gpt2 are)", g->path, (int)(model->s.len > 32 ? 32 : model->s.len),
+                         "(llama, gpt2, bert are)", g->path, (int)(model->s.len > 32 ? 32 : model->s.len),
                          model->s.ptr);
     const struct gguf_value *tokens =
         get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, true, -1, err, &st);
@@ -174,19 +176,25 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
         /* Duplicate texts keep the first id, as llama.cpp does. */
         strmap_put(&v->by_text, v->text[i].ptr, v->text[i].len, i);
     }
-    bool spm = v->type == VOCAB_SPM;
-    if ((st = get_token_id(v, g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, &v->bos, err)) ||
-        (st = get_token_id(v, g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, &v->eos, err)) ||
+    bool spm = v->type == VOCAB_SPM, wpm = v->type == VOCAB_WPM;
+    /* BERT's [CLS] and [SEP] play the parts of BOS and EOS */
+    if ((st = get_token_id(v, g, wpm ? "tokenizer.ggml.cls_token_id" : "tokenizer.ggml.bos_token_id",
+                           spm ? 1 : -1, &v->bos, err)) ||
+        (st = get_token_id(v, g, wpm ? "tokenizer.ggml.seperator_token_id"
+                                     : "tokenizer.ggml.eos_token_id",
+                           spm ? 2 : -1, &v->eos, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.eot_token_id", -1, &v->eot, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.eom_token_id", -1, &v->eom, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &v->unk, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.padding_token_id", -1, &v->pad, err)))
         goto fail;
-    v->add_eos = get_bool(g, "tokenizer.ggml.add_eos_token", false);
+    v->add_eos = get_bool(g, "tokenizer.ggml.add_eos_token", wpm);
     v->add_space_prefix = get_bool(g, "tokenizer.ggml.add_space_prefix", spm);
 
     for (int b = 0; b < 256; b++) v->byte_token[b] = -1;
-    if (spm) {
+    if (wpm) {
+        /* nothing more: WordPiece has no byte tokens or merges */
+    } else if (spm) {
         for (int b = 0; b < 256; b++) {
             char hex[8];
             snprintf(hex, sizeof hex, "<0x%02X>", b);
@@ -219,7 +227,7 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
             goto fail;
         }
     }
-    v->add_bos = get_bool(g, "tokenizer.ggml.add_bos_token", spm || v->add_bos);
+    v->add_bos = get_bool(g, "tokenizer.ggml.add_bos_token", spm || wpm || v->add_bos);
     if ((st = collect_specials(v)) != KILN_OK) goto fail;
     collect_eog(v);
     return KILN_OK;
@@ -262,6 +270,8 @@ static void tokenize_fragment(const struct vocab *v, const char *text, size_t le
 {
     if (v->type == VOCAB_BPE)
         bpe_tokenize(v, text, len, out);
+    else if (v->type == VOCAB_WPM)
+        wpm_tokenize(v, text, len, out);
     else
         spm_tokenize(v, text, len, v->add_space_prefix && prev_special, out);
 }
@@ -319,8 +329,8 @@ int vocab_piece(const struct vocab *v, int32_t id, bool render_special, char *bu
         return 1;
     } else if (v->type == VOCAB_BPE && kind != TOKEN_USER_DEFINED) {
         return bpe_token_bytes(t, buf, cap);
-    } else if (v->type == VOCAB_SPM && kind != TOKEN_USER_DEFINED) {
-        /* U+2581 (e2 96 81) is a space */
+    } else if (v->type != VOCAB_BPE && kind != TOKEN_USER_DEFINED) {
+        /* U+2581 (e2 96 81) is a space (SentencePiece; a word start in WordPiece) */
         size_t n = 0;
         for (size_t i = 0; i < t->len; n++) {
             bool space = i + 2 < t->len && (unsigned char)t->ptr[i] == 0xe2 &&

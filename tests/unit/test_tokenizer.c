@@ -94,6 +94,37 @@ static void test_tokenizer_mpt_vectors(void) { check_vectors("mpt"); }
 static void test_tokenizer_falcon_vectors(void) { check_vectors("falcon"); }
 static void test_tokenizer_deepseek_coder_vectors(void) { check_vectors("deepseek-coder"); }
 static void test_tokenizer_deepseek_llm_vectors(void) { check_vectors("deepseek-llm"); }
+static void test_tokenizer_bert_wordpiece_vectors(void) { check_vectors("bert-bge"); }
+
+/* BERT adds [CLS] ... [SEP], parses "[SEP]" in text only when asked, and turns a word it
+ * cannot spell (or one over 100 characters) into one [UNK]. */
+static void test_tokenizer_wordpiece_specials_and_unknowns(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-bert-bge.gguf", check_shared_dir());
+    struct gguf_file *g = NULL;
+    struct kiln_err err = {{0}};
+    CHECK(gguf_open(path, &g, &err) == KILN_OK, "%s", err.msg);
+    struct vocab v;
+    CHECK(vocab_load(&v, g, &err) == KILN_OK, "%s", err.msg);
+    int32_t ids[256];
+    int64_t n = vocab_tokenize(&v, "Hello [SEP]", 11, true, true, ids, 256);
+    CHECK(n == 4 && ids[0] == 101 && ids[2] == 102 && ids[3] == 102, "n %lld: %d %d %d",
+          (long long)n, ids[0], ids[2], ids[3]);
+    n = vocab_tokenize(&v, "Hello [SEP]", 11, false, false, ids, 256);
+    CHECK(n == 4 && ids[1] == 1031, "[ is split out as punctuation: n %lld", (long long)n);
+    char word[160];
+    memset(word, 'a', 101);
+    memcpy(word + 101, " ok \xe2\x98\x83", 8); /* 101 letters, "ok", and a snowman */
+    n = vocab_tokenize(&v, word, 109, false, false, ids, 256);
+    CHECK(n == 3 && ids[0] == v.unk && ids[2] == v.unk && ids[1] != v.unk, "n %lld", (long long)n);
+    char piece[32];
+    int len = vocab_piece(&v, 7592, false, piece, sizeof piece); /* "hello" */
+    CHECK(len == 6 && memcmp(piece, " hello", 6) == 0, "piece '%.*s'", len, piece);
+    CHECK(vocab_piece(&v, 101, false, piece, sizeof piece) == 0, "[CLS] renders as nothing");
+    vocab_free(&v);
+    gguf_close(g);
+}
 
 /* Decoding the ids of a text gives the text back (SPM drops the added leading space). */
 static void test_tokenizer_roundtrips_text(void)
@@ -159,6 +190,8 @@ int main(void)
     RUN(test_tokenizer_falcon_vectors);
     RUN(test_tokenizer_deepseek_coder_vectors);
     RUN(test_tokenizer_deepseek_llm_vectors);
+    RUN(test_tokenizer_bert_wordpiece_vectors);
+    RUN(test_tokenizer_wordpiece_specials_and_unknowns);
     RUN(test_tokenizer_roundtrips_text);
     RUN(test_tokenizer_splits_special_tokens_only_when_asked);
     printf("%d tokenizer vectors checked\n", vectors_checked);
