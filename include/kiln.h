@@ -83,7 +83,7 @@ int kiln_token_to_piece(const kiln_model *model, int32_t token, bool render_spec
 typedef struct kiln_context kiln_context; /* one sequence: its KV cache and scratch */
 
 /* Creates a context for sequences of up to n_ctx tokens (0: the model's training length,
- * capped at 4096). One thread at a time per context. */
+ * capped at 4096). One thread at a time per context. KILN_EUNSUPP for an encoder model. */
 kiln_status kiln_context_new(kiln_model *model, int32_t n_ctx, kiln_context **out,
                              struct kiln_err *err);
 void kiln_context_free(kiln_context *ctx);
@@ -147,6 +147,24 @@ typedef bool (*kiln_text_cb)(void *user, int32_t token, const char *text, size_t
 kiln_status kiln_generate(kiln_context *ctx, const int32_t *prompt, size_t n_prompt,
                           const struct kiln_generate_params *params, kiln_text_cb cb, void *user,
                           struct kiln_generate_result *result, struct kiln_err *err);
+
+/* ---- embeddings ------------------------------------------------------------------------ */
+
+int32_t kiln_model_n_embd(const kiln_model *model);
+/* True for encoder (BERT-style) models: they embed but cannot generate. */
+bool kiln_model_is_encoder(const kiln_model *model);
+/* The most tokens one input to kiln_embed may have. */
+int32_t kiln_model_max_embed_tokens(const kiln_model *model);
+
+/* Embeds n token sequences (tokenize with add_special) into out[n][n_embd], pooled as the
+ * model says (mean, CLS or last token; a decoder pools its last token unless its GGUF says
+ * otherwise) and L2-normalized unless the model's pipeline does not normalize. Encoder
+ * inputs are packed into shared passes; each result is what that input gives alone.
+ * Runs on the model's threads: not at the same time as another call that runs this model.
+ * Fails with KILN_EINVAL (an empty input, an id outside the vocabulary), KILN_ERANGE (an
+ * input longer than kiln_model_max_embed_tokens) or KILN_ENOMEM, naming the input. */
+kiln_status kiln_embed(kiln_model *model, const int32_t *const *inputs, const size_t *lens,
+                       size_t n, float *out, struct kiln_err *err);
 
 /* ---- offline batches ------------------------------------------------------------------- */
 

@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 
+#define CLI_MAX_POSITIONAL 64
+
 /* Options shared by the subcommands; each reads the ones it needs. */
 struct cli_opts {
     const char *model_path;
@@ -33,7 +35,7 @@ struct cli_opts {
     struct kiln_sampling sampling;
     const char *stop[16];
     int n_stop;
-    const char *positional[4];
+    const char *positional[CLI_MAX_POSITIONAL]; /* file names; embed: the texts */
     int n_positional;
 };
 
@@ -53,5 +55,6 @@ int cmd_chat(struct cli_opts *o);
 int cmd_quantize(struct cli_opts *o);
 int cmd_serve(struct cli_opts *o);
 int cmd_bench(struct cli_opts *o);
+int cmd_embed(struct cli_opts *o);
 
 #endif

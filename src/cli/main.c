@@ -19,6 +19,7 @@ static const char usage[] =
     "  info      MODEL.gguf                                     metadata and tensor table\n"
     "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
     "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
+    "  embed     --model-path M TEXT...                          embeddings as JSON arrays\n"
     "  bench     --model-path M [-p 512] [-n 128] [-r 5] [--json]   pp/tg speed, roofline\n"
     "  quantize  IN.gguf OUT.gguf TYPE [--allow-requantize]   TYPE: q8_0 q4_0 q4_1 q5_0 q5_1\n"
     "                                  q4_k_m q5_k_m q6_k f16 bf16 f32\n"
@@ -165,7 +166,7 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
                 o->no_prefix_cache = true;
             else if (!strcmp(a, "--json"))
                 o->json = true;
-            else if (a[0] != '-' && o->n_positional < 4)
+            else if (a[0] != '-' && o->n_positional < CLI_MAX_POSITIONAL)
                 o->positional[o->n_positional++] = a;
             else {
                 fprintf(stderr, "kiln: unknown option '%s' (see kiln --help)\n", a);
@@ -242,6 +243,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "chat")) return cmd_chat(&o);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(&o);
     if (!strcmp(cmd, "bench")) return cmd_bench(&o);
+    if (!strcmp(cmd, "embed")) return cmd_embed(&o);
     if (!strcmp(cmd, "serve")) {
         /* the access log is info; show it unless a level was chosen */
         if (!o.log_level && !env_level) log_set_level(LOG_INFO);

@@ -700,6 +700,9 @@ static void *scheduler_main(void *arg)
 kiln_status scheduler_new(kiln_model *model, const struct sched_params *params,
                           struct scheduler **out, struct kiln_err *err)
 {
+    if (kiln_model_is_encoder(model))
+        return kiln_fail(err, KILN_EUNSUPP, "%s is an embedding model: it cannot generate",
+                         kiln_model_desc(model));
     struct scheduler *s = calloc(1, sizeof *s);
     if (!s) return kiln_fail(err, KILN_ENOMEM, "out of memory for the scheduler");
     s->model = model;

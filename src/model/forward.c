@@ -12,17 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t max_act_bytes(const struct model *m)
-{
-    const struct hparams *hp = &m->hp;
-    int64_t widest = hp->n_embd;
-    if (hp->n_ff > widest) widest = hp->n_ff;
-    if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
-    size_t a = act_row_bytes(ACT_F32, widest), b = act_row_bytes(ACT_Q8A, widest),
-           c = act_row_bytes(ACT_Q8K, widest);
-    return a > b ? (a > c ? a : c) : (b > c ? b : c);
-}
-
 kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype type,
                           int n_blocks, struct kiln_err *err)
 {
@@ -82,7 +71,7 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->rope_cs = malloc((size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
                        sizeof(float));
-    s->act = malloc(nb * max_act_bytes(m));
+    s->act = malloc(nb * max_act_row_bytes(m));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
     s->router_logits = malloc(nb * ne * sizeof(float));
@@ -188,13 +177,6 @@ static void attention_worker(void *ctx, int ith, int nth)
             }
         }
     }
-}
-
-static void add_bias(float *x, const float *bias, int n_tok, int dim)
-{
-    if (!bias) return;
-    for (int t = 0; t < n_tok; t++)
-        for (int i = 0; i < dim; i++) x[(size_t)t * dim + i] += bias[i];
 }
 
 static void attention_block(struct forward_state *s, const struct kv_store *kv,
@@ -336,8 +318,8 @@ static void ffn_block(struct forward_state *s, const struct layer *L, int n)
     }
 }
 
-void forward(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
-             float *logits)
+/* Embeds the batch's tokens and runs every layer: s->x holds the last hidden states. */
+static void run_layers(struct forward_state *s, const struct kv_store *kv, const struct batch *b)
 {
     const struct model *m = s->m;
     const struct hparams *hp = &m->hp;
@@ -353,10 +335,31 @@ void forward(struct forward_state *s, const struct kv_store *kv, const struct ba
         attention_block(s, kv, b, &m->layers[il], il);
         ffn_block(s, &m->layers[il], n);
     }
-    if (!logits || !b->want_logits) return;
-    int k = 0;
-    for (int t = 0; t < n; t++)
+}
+
+/* The output norm of the tokens that want results, packed into out; returns how many. */
+static int output_norm(struct forward_state *s, const struct batch *b, float *out)
+{
+    const struct model *m = s->m;
+    int e = m->hp.n_embd, k = 0;
+    for (int t = 0; t < b->n; t++)
         if (b->want_logits[t])
-            rmsnorm(s->xn + (size_t)k++ * e, s->x + (size_t)t * e, m->output_norm, e, hp->rms_eps);
-    if (k) matmul(m->pool, logits, &m->output, s->xn, k, s->act);
+            rmsnorm(out + (size_t)k++ * e, s->x + (size_t)t * e, m->output_norm, e, m->hp.rms_eps);
+    return k;
+}
+
+void forward(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
+             float *logits)
+{
+    run_layers(s, kv, b);
+    if (!logits || !b->want_logits) return;
+    int k = output_norm(s, b, s->xn);
+    if (k) matmul(s->m->pool, logits, &s->m->output, s->xn, k, s->act);
+}
+
+void forward_hidden(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
+                    float *hidden)
+{
+    run_layers(s, kv, b);
+    output_norm(s, b, hidden);
 }

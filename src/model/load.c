@@ -1,5 +1,6 @@
-/* Reads hyperparameters and binds weights from a GGUF file for the decoder architectures,
- * checking that every tensor exists with the shape the architecture needs.
+/* Reads hyperparameters and binds weights from a GGUF file for the decoder architectures and
+ * BERT-style encoders, checking that every tensor exists with the shape the architecture
+ * needs.
  * Contract: src/model/model.h. */
 #include "model/model.h"
 
@@ -73,6 +74,46 @@ static bool str_eq(const struct gguf_value *v, const char *s)
     return v && v->type == GGUF_STRING && v->s.len == strlen(s) && memcmp(v->s.ptr, s, v->s.len) == 0;
 }
 
+static bool get_bool(struct binder *b, const char *suffix, bool dflt)
+{
+    char key[128];
+    const struct gguf_value *v = arch_value(b, suffix, key);
+    return v && v->type == GGUF_BOOL ? v->u != 0 : dflt;
+}
+
+/* Pooling, normalization and the encoder-only settings. GGUF files from llama.cpp carry
+ * pooling_type, causal and layer_norm_epsilon; hidden_act and normalize_embeddings are kiln's
+ * own keys, set when a Hugging Face directory says so (defaults: erf GELU, normalized). */
+static kiln_status read_embedding_params(struct binder *b)
+{
+    struct hparams *hp = &b->m->hp;
+    bool encoder = hp->arch == ARCH_BERT;
+    kiln_status st;
+    int pooling;
+    if ((st = get_int(b, "pooling_type", false, encoder ? POOL_MEAN : POOL_LAST, 0, 3, &pooling)))
+        return st;
+    hp->pooling = pooling == POOL_NONE ? (encoder ? POOL_MEAN : POOL_LAST) : (enum pooling)pooling;
+    hp->causal = get_bool(b, "attention.causal", !encoder);
+    if (encoder && hp->causal)
+        return kiln_fail(b->err, KILN_EUNSUPP, "%s: causal BERT models are not supported",
+                         b->g->path);
+    hp->normalize = get_bool(b, "normalize_embeddings", true);
+    if ((st = get_float(b, "attention.layer_norm_epsilon", encoder, 1e-12, &hp->norm_eps)))
+        return st;
+    char key[128];
+    const struct gguf_value *act = arch_value(b, "hidden_act", key);
+    hp->gelu_tanh = false;
+    if (act && !str_eq(act, "gelu")) {
+        if (!str_eq(act, "gelu_new") && !str_eq(act, "gelu_pytorch_tanh") &&
+            !str_eq(act, "gelu_fast"))
+            return kiln_fail(b->err, KILN_EUNSUPP, "%s: activation '%.*s' is not supported "
+                             "(gelu, gelu_new, gelu_pytorch_tanh are)", b->g->path,
+                             (int)(act->s.len > 32 ? 32 : act->s.len), act->s.ptr);
+        hp->gelu_tanh = true;
+    }
+    return KILN_OK;
+}
+
 static kiln_status read_hparams(struct binder *b)
 {
     struct hparams *hp = &b->m->hp;
@@ -131,6 +172,7 @@ static kiln_status read_hparams(struct binder *b)
     }
     hp->embd_scale = 1.0f;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    TRY(read_embedding_params(b));
     hp->rope_style = hp->arch == ARCH_LLAMA ? ROPE_NORM : ROPE_NEOX;
     if (hp->arch == ARCH_GEMMA3) {
         TRY(get_int(b, "attention.sliding_window", false, 0, 0, 1 << 24, &hp->sliding_window));
@@ -231,6 +273,60 @@ static kiln_status bind_layer(struct binder *b, int il)
     return KILN_OK;
 }
 
+/* A BERT layer: biased projections, post-attention and post-FFN layer norms, GELU FFN. */
+static kiln_status bind_encoder_layer(struct binder *b, int il)
+{
+    const struct hparams *hp = &b->m->hp;
+    struct layer *L = &b->m->layers[il];
+    int64_t e = hp->n_embd, qd = (int64_t)hp->n_head * hp->head_dim, ff = hp->n_ff;
+    char n[96];
+    kiln_status st;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", il, s), n)
+#define TRY(x)                                                                                     \
+    if ((st = (x)) != KILN_OK) return st
+    TRY(bind(b, &L->wq, NAME("attn_q.weight"), e, qd, 1, true));
+    TRY(bind(b, &L->wk, NAME("attn_k.weight"), e, qd, 1, true));
+    TRY(bind(b, &L->wv, NAME("attn_v.weight"), e, qd, 1, true));
+    TRY(bind(b, &L->wo, NAME("attn_output.weight"), qd, e, 1, true));
+    TRY(bind_vec(b, &L->bq, NAME("attn_q.bias"), qd, true));
+    TRY(bind_vec(b, &L->bk, NAME("attn_k.bias"), qd, true));
+    TRY(bind_vec(b, &L->bv, NAME("attn_v.bias"), qd, true));
+    TRY(bind_vec(b, &L->bo, NAME("attn_output.bias"), e, true));
+    TRY(bind_vec(b, &L->attn_out_norm, NAME("attn_output_norm.weight"), e, true));
+    TRY(bind_vec(b, &L->attn_out_norm_b, NAME("attn_output_norm.bias"), e, true));
+    TRY(bind(b, &L->ffn_up, NAME("ffn_up.weight"), e, ff, 1, true));
+    TRY(bind_vec(b, &L->ffn_up_b, NAME("ffn_up.bias"), ff, true));
+    TRY(bind(b, &L->ffn_down, NAME("ffn_down.weight"), ff, e, 1, true));
+    TRY(bind_vec(b, &L->ffn_down_b, NAME("ffn_down.bias"), e, true));
+    TRY(bind_vec(b, &L->out_norm, NAME("layer_output_norm.weight"), e, true));
+    TRY(bind_vec(b, &L->out_norm_b, NAME("layer_output_norm.bias"), e, true));
+#undef NAME
+#undef TRY
+    return KILN_OK;
+}
+
+/* The embedding tables and norm of an encoder, and its layers. */
+static kiln_status bind_encoder(struct binder *b)
+{
+    struct model *m = b->m;
+    struct hparams *hp = &m->hp;
+    kiln_status st;
+    if ((st = bind(b, &m->pos_embd, "position_embd.weight", hp->n_embd, hp->n_ctx_train, 1,
+                   true)))
+        return st;
+    const struct gguf_tensor *tt = gguf_find_tensor(b->g, "token_types.weight");
+    hp->n_token_types = tt ? (int)(tt->ne[1] > 0 && tt->ne[1] < 64 ? tt->ne[1] : 0) : 0;
+    if (tt && (st = bind(b, &m->type_embd, "token_types.weight", hp->n_embd, hp->n_token_types,
+                         1, true)))
+        return st;
+    if ((st = bind_vec(b, &m->embd_norm, "token_embd_norm.weight", hp->n_embd, true)) ||
+        (st = bind_vec(b, &m->embd_norm_b, "token_embd_norm.bias", hp->n_embd, true)))
+        return st;
+    for (int il = 0; il < hp->n_layer; il++)
+        if ((st = bind_encoder_layer(b, il)) != KILN_OK) return st;
+    return KILN_OK;
+}
+
 static const char *size_label(char *buf, size_t cap, const struct gguf_file *g)
 {
     uint64_t params = 0;
@@ -260,10 +356,12 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
         m->hp.arch = ARCH_QWEN2;
     else if (str_eq(arch, "gemma3"))
         m->hp.arch = ARCH_GEMMA3;
+    else if (str_eq(arch, "bert"))
+        m->hp.arch = ARCH_BERT;
     else
         return kiln_fail(err, KILN_EUNSUPP,
-                         "%s: architecture '%.*s' is not supported (llama, mistral, qwen2, gemma3 "
-                         "are)",
+                         "%s: architecture '%.*s' is not supported (llama, mistral, qwen2, gemma3, "
+                         "bert are)",
                          g->path, (int)(arch->s.len > 64 ? 64 : arch->s.len), arch->s.ptr);
     char arch_name[72];
     snprintf(arch_name, sizeof arch_name, "%.*s", (int)arch->s.len, arch->s.ptr);
@@ -280,9 +378,10 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
     hp->n_vocab = (int)te->ne[1];
 
     /* Room for every vector tensor: norms, biases, q/k norms. */
-    b.norm_cap = (size_t)hp->n_layer * (4 * (size_t)hp->n_embd + 2 * (size_t)hp->head_dim +
+    b.norm_cap = (size_t)hp->n_layer * (8 * (size_t)hp->n_embd + 2 * (size_t)hp->head_dim +
+                                        (size_t)hp->n_ff +
                                         (size_t)(hp->n_head + 2 * hp->n_head_kv) * hp->head_dim) +
-                 (size_t)hp->n_embd + (size_t)hp->rope_dim;
+                 3 * (size_t)hp->n_embd + (size_t)hp->rope_dim;
     m->norms = malloc(b.norm_cap * sizeof(float));
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->norms || !m->layers) {
@@ -291,6 +390,10 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
     }
     if ((st = bind(&b, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, true)))
         goto fail;
+    if (hp->arch == ARCH_BERT) {
+        if ((st = bind_encoder(&b)) != KILN_OK) goto fail;
+        goto bound;
+    }
     if ((st = bind_vec(&b, &m->output_norm, "output_norm.weight", hp->n_embd, true))) goto fail;
     m->output = m->tok_embd;
     if ((st = bind(&b, &m->output, "output.weight", hp->n_embd, hp->n_vocab, 1, false)))
@@ -299,6 +402,7 @@ kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, stru
         goto fail;
     for (int il = 0; il < hp->n_layer; il++)
         if ((st = bind_layer(&b, il)) != KILN_OK) goto fail;
+bound:
     if (!(m->rope_theta = malloc((size_t)hp->rope_dim * sizeof(float)))) {
         st = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", g->path);
         goto fail;

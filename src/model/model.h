@@ -1,6 +1,7 @@
-/* Decoder-only transformer models (llama, qwen2, gemma3, llama-style mixture of experts):
- * hyperparameters and weights bound from a GGUF file, and the forward pass.
- * Contract for src/model/load.c, src/model/forward.c, src/model/ops.c.
+/* Transformer models: decoders (llama, qwen2, gemma3, llama-style mixture of experts) and
+ * BERT-style encoders: hyperparameters and weights bound from a GGUF file (or a Hugging Face
+ * directory presented as one), the decoder forward pass and the encoder pass.
+ * Contract for src/model/load.c, forward.c, encoder.c, ops.c.
  * A model is read-only after load; a forward state belongs to one thread at a time. */
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
@@ -14,7 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_GEMMA3 };
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_GEMMA3, ARCH_BERT };
+/* How an embedding is made from the last hidden states (values as GGUF's pooling_type). */
+enum pooling { POOL_NONE = 0, POOL_MEAN = 1, POOL_CLS = 2, POOL_LAST = 3 };
 enum rope_style { ROPE_NORM, ROPE_NEOX }; /* adjacent pairs, or halves of the head */
 
 struct hparams {
@@ -31,6 +34,13 @@ struct hparams {
     int swa_period;             /* layer il is sliding-window when il % period < period - 1 */
     float embd_scale;           /* multiply token embeddings (gemma: sqrt(n_embd)) */
     float attn_scale;           /* multiply q.k */
+    /* embeddings */
+    bool causal;                /* false: every token sees the whole sequence (encoders) */
+    float norm_eps;             /* layer norm epsilon (encoders) */
+    bool gelu_tanh;             /* encoders: the tanh approximation instead of erf GELU */
+    enum pooling pooling;
+    bool normalize;             /* L2-normalize pooled embeddings */
+    int n_token_types;          /* rows of the token type embedding (encoders) */
 };
 
 /* A matrix of `rows` rows of `cols` weights, stored as GGUF lays it out (row-major, each
@@ -54,6 +64,12 @@ struct layer {
     float *post_ffn_norm;              /* [n_embd], gemma3 */
     struct weight router;              /* [n_expert][n_embd], MoE */
     struct weight gate_exps, up_exps, down_exps; /* [n_expert * n_ff][n_embd], down: [n_expert * n_embd][n_ff] */
+    /* encoders (post-norm): x = LN(x + attn), x = LN(x + ffn), with biases everywhere */
+    float *bo;                         /* [n_embd] */
+    float *attn_out_norm, *attn_out_norm_b; /* [n_embd] */
+    float *ffn_up_b;                   /* [n_ff] */
+    float *ffn_down_b;                 /* [n_embd] */
+    float *out_norm, *out_norm_b;      /* [n_embd] */
 };
 
 struct model {
@@ -66,6 +82,9 @@ struct model {
     float *rope_theta;      /* [2][rope_dim/2] angle per position of each pair: global layers,
                                then sliding-window layers (their own base) */
     struct layer *layers;   /* [n_layer] */
+    struct weight pos_embd;   /* [n_ctx_train][n_embd], encoders */
+    struct weight type_embd;  /* [n_token_types][n_embd], encoders (rows 0 when absent) */
+    float *embd_norm, *embd_norm_b; /* [n_embd], encoders */
     float *norms;           /* one allocation holding every norm vector above */
     struct pool *pool;
     char desc[96];
@@ -142,5 +161,30 @@ void forward_state_free(struct forward_state *s);
  * not NULL). The caller checks positions, block tables and token ids. */
 void forward(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
              float *logits);
+/* The same, but writes the final (output-normed) hidden states [k][n_embd] of the k tokens
+ * that want them instead of logits: what a decoder's embeddings are pooled from. */
+void forward_hidden(struct forward_state *s, const struct kv_store *kv, const struct batch *b,
+                    float *hidden);
+
+/* Scratch for encoder passes over up to n_batch tokens (in all sequences together). */
+struct encoder_state {
+    const struct model *m;
+    int n_batch;
+    float *x, *q, *k, *v, *attn, *tmp, *ff; /* [n_batch][...] */
+    float *scores;                          /* [n_threads][n_batch] */
+    uint8_t *act;                           /* encoded activations */
+};
+
+kiln_status encoder_state_init(struct encoder_state *s, const struct model *m, int n_batch,
+                               struct kiln_err *err);
+void encoder_state_free(struct encoder_state *s);
+
+/* Encodes n_seq sequences packed one after another in tokens (sequence i is
+ * tokens[starts[i] .. starts[i + 1]), each at most n_ctx_train long, starts[n_seq] <= n_batch)
+ * and writes each one's pooled (and, if the model says so, normalized) embedding to
+ * out[i][n_embd]. The caller checks ids and lengths. A sequence's result does not depend on
+ * the others. */
+void encode(struct encoder_state *s, const int32_t *tokens, const int *starts, int n_seq,
+            float *out);
 
 #endif

@@ -84,6 +84,35 @@ void matmul_again(struct pool *pool, float *out, const struct weight *w, const s
         matmul(pool, out, w, in, n_tok, act);
 }
 
+size_t max_act_row_bytes(const struct model *m)
+{
+    const struct hparams *hp = &m->hp;
+    int64_t widest = hp->n_embd;
+    if (hp->n_ff > widest) widest = hp->n_ff;
+    if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
+    size_t a = act_row_bytes(ACT_F32, widest), b = act_row_bytes(ACT_Q8A, widest),
+           c = act_row_bytes(ACT_Q8K, widest);
+    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+}
+
+void add_bias(float *x, const float *bias, int n_tok, int dim)
+{
+    if (!bias) return;
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < dim; i++) x[(size_t)t * dim + i] += bias[i];
+}
+
+void layernorm(float *out, const float *x, const float *weight, const float *bias, int n,
+               float eps)
+{
+    double sum = 0, ss = 0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    float mean = (float)(sum / n);
+    for (int i = 0; i < n; i++) ss += (double)(x[i] - mean) * (x[i] - mean);
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * weight[i] + bias[i];
+}
+
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
 {
     double ss = 0;
@@ -134,6 +163,11 @@ void softmax(float *x, int n)
 float silu(float x)
 {
     return x / (1.0f + expf(-x));
+}
+
+float gelu_erf(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
 }
 
 float gelu_tanh(float x)

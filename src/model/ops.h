@@ -14,6 +14,14 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
 void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
                   const float *in, int n_tok, uint8_t *act);
 
+/* The most bytes one activation row of this model can take encoded for any weight type. */
+size_t max_act_row_bytes(const struct model *m);
+
+/* x[t] += bias for each of n_tok rows of dim values; nothing when bias is NULL. */
+void add_bias(float *x, const float *bias, int n_tok, int dim);
+/* out = (x - mean) / sqrt(var + eps) * weight + bias (out may be x). */
+void layernorm(float *out, const float *x, const float *weight, const float *bias, int n,
+               float eps);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 /* cos and sin of each rotated pair's angle at position pos, interleaved (cs[2i], cs[2i+1]);
  * theta[i] is the angle per position of pair i (struct model's rope_theta). */
@@ -23,5 +31,6 @@ void rope(float *x, int n_heads, const struct hparams *hp, const float *cs);
 void softmax(float *x, int n);
 float silu(float x);
 float gelu_tanh(float x);
+float gelu_erf(float x); /* exact: x * Phi(x) */
 
 #endif

@@ -37,6 +37,7 @@ struct vocab {
     struct strmap merges;     /* BPE: "left right" -> rank */
     int32_t bos, eos, eot, eom, unk, pad; /* -1 when absent */
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
+    bool lowercase;           /* WordPiece: lowercase and strip accents (uncased models) */
     int32_t byte_token[256];  /* SPM byte fallback <0xXX>, or the BPE token of each byte */
     int32_t *specials;        /* ids of control/user-defined tokens, longest text first */
     int32_t n_specials;

@@ -177,18 +177,19 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
         strmap_put(&v->by_text, v->text[i].ptr, v->text[i].len, i);
     }
     bool spm = v->type == VOCAB_SPM, wpm = v->type == VOCAB_WPM;
-    /* BERT's [CLS] and [SEP] play the parts of BOS and EOS */
-    if ((st = get_token_id(v, g, wpm ? "tokenizer.ggml.cls_token_id" : "tokenizer.ggml.bos_token_id",
-                           spm ? 1 : -1, &v->bos, err)) ||
-        (st = get_token_id(v, g, wpm ? "tokenizer.ggml.seperator_token_id"
-                                     : "tokenizer.ggml.eos_token_id",
-                           spm ? 2 : -1, &v->eos, err)) ||
+    if ((st = get_token_id(v, g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, &v->bos, err)) ||
+        (st = get_token_id(v, g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, &v->eos, err)) ||
+        /* BERT's [CLS] and [SEP] play the parts of BOS and EOS (older files name only them) */
+        (wpm && (st = get_token_id(v, g, "tokenizer.ggml.cls_token_id", v->bos, &v->bos, err))) ||
+        (wpm && (st = get_token_id(v, g, "tokenizer.ggml.seperator_token_id", v->eos, &v->eos,
+                                   err))) ||
         (st = get_token_id(v, g, "tokenizer.ggml.eot_token_id", -1, &v->eot, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.eom_token_id", -1, &v->eom, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &v->unk, err)) ||
         (st = get_token_id(v, g, "tokenizer.ggml.padding_token_id", -1, &v->pad, err)))
         goto fail;
     v->add_eos = get_bool(g, "tokenizer.ggml.add_eos_token", wpm);
+    v->lowercase = get_bool(g, "tokenizer.ggml.normalizer.lowercase", true);
     v->add_space_prefix = get_bool(g, "tokenizer.ggml.add_space_prefix", spm);
 
     for (int b = 0; b < 256; b++) v->byte_token[b] = -1;

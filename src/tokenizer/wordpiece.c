@@ -87,19 +87,22 @@ static void end_word(struct words *w)
     w->word_start = w->len;
 }
 
-/* One character after cleaning: accents stripped, lowercased, punctuation alone. */
-static void add_char(struct words *w, utf8proc_int32_t c)
+/* One character after cleaning: for uncased models accents stripped and lowercased;
+ * punctuation alone. */
+static void add_char(struct words *w, utf8proc_int32_t c, bool uncased)
 {
     utf8proc_int32_t dec[8];
     int last_boundclass = 0;
-    utf8proc_ssize_t n = utf8proc_decompose_char(c, dec, 8, UTF8PROC_DECOMPOSE, &last_boundclass);
+    utf8proc_ssize_t n = uncased ? utf8proc_decompose_char(c, dec, 8, UTF8PROC_DECOMPOSE,
+                                                           &last_boundclass)
+                                 : 0;
     if (n < 1 || n > 8) {
         dec[0] = c;
         n = 1;
     }
     for (utf8proc_ssize_t i = 0; i < n; i++) {
-        if (utf8proc_category(dec[i]) == UTF8PROC_CATEGORY_MN) continue;
-        utf8proc_int32_t lc = utf8proc_tolower(dec[i]);
+        if (uncased && utf8proc_category(dec[i]) == UTF8PROC_CATEGORY_MN) continue;
+        utf8proc_int32_t lc = uncased ? utf8proc_tolower(dec[i]) : dec[i];
         if (is_punctuation(lc)) {
             end_word(w);
             put_char(w, lc);
@@ -110,7 +113,7 @@ static void add_char(struct words *w, utf8proc_int32_t c)
     }
 }
 
-static void split_words(const char *text, size_t len, struct words *w)
+static void split_words(const char *text, size_t len, bool uncased, struct words *w)
 {
     for (size_t i = 0; i < len && !w->oom;) {
         utf8proc_int32_t c;
@@ -129,7 +132,7 @@ static void split_words(const char *text, size_t len, struct words *w)
             put_char(w, c);
             end_word(w);
         } else {
-            add_char(w, c);
+            add_char(w, c, uncased);
         }
     }
     end_word(w);
@@ -171,7 +174,7 @@ unknown:
 void wpm_tokenize(const struct vocab *v, const char *text, size_t len, struct tok_out *out)
 {
     struct words w = {0};
-    split_words(text, len, &w);
+    split_words(text, len, v->lowercase, &w);
     char *scratch = w.oom ? NULL : malloc(w.len + 4);
     if (!scratch) {
         out->oom = true;

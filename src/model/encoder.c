@@ -1,0 +1,171 @@
+/* The encoder pass of BERT-style embedding models: absolute position and token type
+ * embeddings, bidirectional attention within each sequence, post-layer-norm blocks with a
+ * GELU FFN, then pooling (mean, CLS or last token) and L2 normalization.
+ * Contract: src/model/model.h. */
+#include "model/model.h"
+
+#include "base/status.h"
+#include "kernels/cpu/convert.h"
+#include "model/ops.h"
+#include "tensor/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+kiln_status encoder_state_init(struct encoder_state *s, const struct model *m, int n_batch,
+                               struct kiln_err *err)
+{
+    const struct hparams *hp = &m->hp;
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->n_batch = n_batch;
+    size_t nb = (size_t)n_batch, e = (size_t)hp->n_embd,
+           qd = (size_t)hp->n_head * (size_t)hp->head_dim, ff = (size_t)hp->n_ff;
+    s->x = malloc(nb * e * sizeof(float));
+    s->tmp = malloc(nb * e * sizeof(float));
+    s->q = malloc(nb * qd * sizeof(float));
+    s->k = malloc(nb * qd * sizeof(float));
+    s->v = malloc(nb * qd * sizeof(float));
+    s->attn = malloc(nb * qd * sizeof(float));
+    s->ff = malloc(nb * ff * sizeof(float));
+    s->scores = malloc((size_t)pool_size(m->pool) * nb * sizeof(float));
+    s->act = malloc(nb * max_act_row_bytes(m));
+    if (!s->x || !s->tmp || !s->q || !s->k || !s->v || !s->attn || !s->ff || !s->scores ||
+        !s->act) {
+        encoder_state_free(s);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory for encoder scratch of %d tokens",
+                         n_batch);
+    }
+    return KILN_OK;
+}
+
+void encoder_state_free(struct encoder_state *s)
+{
+    free(s->x);
+    free(s->tmp);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->attn);
+    free(s->ff);
+    free(s->scores);
+    free(s->act);
+    memset(s, 0, sizeof *s);
+}
+
+struct attn_job {
+    struct encoder_state *s;
+    const int *starts;
+    int n_seq;
+    dot_fn dot;
+    axpy_f32_fn axpy;
+};
+
+/* One (sequence, head) pair per unit of work: every query of the sequence against every key
+ * of it, softmax, and the weighted sum of values. */
+static void attention_worker(void *ctx, int ith, int nth)
+{
+    const struct attn_job *j = ctx;
+    struct encoder_state *s = j->s;
+    const struct hparams *hp = &s->m->hp;
+    int hd = hp->head_dim, nh = hp->n_head;
+    size_t qd = (size_t)nh * (size_t)hd;
+    float *scores = s->scores + (size_t)ith * (size_t)s->n_batch;
+    int units = j->n_seq * nh;
+    for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
+        int seq = u / nh, h = u % nh, a = j->starts[seq], b = j->starts[seq + 1];
+        for (int i = a; i < b; i++) {
+            const float *q = s->q + (size_t)i * qd + (size_t)h * hd;
+            for (int p = a; p < b; p++)
+                scores[p - a] = j->dot(s->k + (size_t)p * qd + (size_t)h * hd, q, hd) *
+                                hp->attn_scale;
+            softmax(scores, b - a);
+            float *out = s->attn + (size_t)i * qd + (size_t)h * hd;
+            memset(out, 0, (size_t)hd * sizeof(float));
+            for (int p = a; p < b; p++)
+                j->axpy(out, scores[p - a], s->v + (size_t)p * qd + (size_t)h * hd, hd);
+        }
+    }
+}
+
+static void encoder_layer(struct encoder_state *s, const struct layer *L, const int *starts,
+                          int n_seq, int n)
+{
+    const struct model *m = s->m;
+    const struct hparams *hp = &m->hp;
+    int e = hp->n_embd, qd = hp->n_head * hp->head_dim, ff = hp->n_ff;
+    matmul(m->pool, s->q, &L->wq, s->x, n, s->act);
+    matmul_again(m->pool, s->k, &L->wk, &L->wq, s->x, n, s->act);
+    matmul_again(m->pool, s->v, &L->wv, &L->wq, s->x, n, s->act);
+    add_bias(s->q, L->bq, n, qd);
+    add_bias(s->k, L->bk, n, qd);
+    add_bias(s->v, L->bv, n, qd);
+    struct attn_job job = {s, starts, n_seq, dot_kernel_for(DTYPE_F32)->dot, axpy_f32_for_cpu()};
+    pool_run(m->pool, attention_worker, &job);
+    matmul(m->pool, s->tmp, &L->wo, s->attn, n, s->act);
+    add_bias(s->tmp, L->bo, n, e);
+    for (int t = 0; t < n; t++) {
+        float *x = s->x + (size_t)t * e, *o = s->tmp + (size_t)t * e;
+        for (int i = 0; i < e; i++) x[i] += o[i];
+        layernorm(x, x, L->attn_out_norm, L->attn_out_norm_b, e, hp->norm_eps);
+    }
+    matmul(m->pool, s->ff, &L->ffn_up, s->x, n, s->act);
+    add_bias(s->ff, L->ffn_up_b, n, ff);
+    for (size_t i = 0; i < (size_t)n * (size_t)ff; i++)
+        s->ff[i] = hp->gelu_tanh ? gelu_tanh(s->ff[i]) : gelu_erf(s->ff[i]);
+    matmul(m->pool, s->tmp, &L->ffn_down, s->ff, n, s->act);
+    add_bias(s->tmp, L->ffn_down_b, n, e);
+    for (int t = 0; t < n; t++) {
+        float *x = s->x + (size_t)t * e, *o = s->tmp + (size_t)t * e;
+        for (int i = 0; i < e; i++) x[i] += o[i];
+        layernorm(x, x, L->out_norm, L->out_norm_b, e, hp->norm_eps);
+    }
+}
+
+/* Pools sequence [a, b) of the final hidden states into out and normalizes it. */
+static void pool_sequence(const struct encoder_state *s, int a, int b, float *out)
+{
+    const struct hparams *hp = &s->m->hp;
+    int e = hp->n_embd;
+    if (hp->pooling == POOL_CLS || hp->pooling == POOL_LAST) {
+        memcpy(out, s->x + (size_t)(hp->pooling == POOL_CLS ? a : b - 1) * e, (size_t)e * sizeof(float));
+    } else {
+        for (int i = 0; i < e; i++) {
+            double sum = 0;
+            for (int t = a; t < b; t++) sum += s->x[(size_t)t * e + i];
+            out[i] = (float)(sum / (b - a));
+        }
+    }
+    if (!hp->normalize) return;
+    double ss = 0;
+    for (int i = 0; i < e; i++) ss += (double)out[i] * out[i];
+    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    for (int i = 0; i < e; i++) out[i] *= inv;
+}
+
+void encode(struct encoder_state *s, const int32_t *tokens, const int *starts, int n_seq,
+            float *out)
+{
+    const struct model *m = s->m;
+    const struct hparams *hp = &m->hp;
+    int e = hp->n_embd, n = starts[n_seq];
+    float *row = s->tmp;
+    for (int seq = 0; seq < n_seq; seq++)
+        for (int t = starts[seq]; t < starts[seq + 1]; t++) {
+            float *x = s->x + (size_t)t * e;
+            const struct weight *te = &m->tok_embd, *pe = &m->pos_embd, *ty = &m->type_embd;
+            dequantize_row(te->type, x, te->data + (size_t)tokens[t] * te->row_bytes, e);
+            dequantize_row(pe->type, row, pe->data + (size_t)(t - starts[seq]) * pe->row_bytes, e);
+            for (int i = 0; i < e; i++) x[i] += row[i];
+            if (hp->n_token_types > 0) { /* every token is of type 0 (one text per input) */
+                dequantize_row(ty->type, row, ty->data, e);
+                for (int i = 0; i < e; i++) x[i] += row[i];
+            }
+            layernorm(x, x, m->embd_norm, m->embd_norm_b, e, hp->norm_eps);
+        }
+    for (int il = 0; il < hp->n_layer; il++)
+        encoder_layer(s, &m->layers[il], starts, n_seq, n);
+    for (int seq = 0; seq < n_seq; seq++)
+        pool_sequence(s, starts[seq], starts[seq + 1], out + (size_t)seq * e);
+}
