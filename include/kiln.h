@@ -44,7 +44,8 @@ struct kiln_model_params {
     int n_threads; /* 0: one per online core */
 };
 
-/* Opens a GGUF model file: maps it, validates every field, binds the weights.
+/* Opens a model: a GGUF file, or a Hugging Face directory (config.json, safetensors,
+ * tokenizer.json or vocab.txt): maps it, validates every field, binds the weights.
  * Fails with KILN_EFORMAT / KILN_EUNSUPP / KILN_EIO and a message naming the file and field.
  * params may be NULL. The model owns its thread pool; free it with kiln_model_free. */
 kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
@@ -220,8 +221,8 @@ struct kiln_quantize_params {
     bool allow_requantize; /* accept already-quantized input tensors (loses quality) */
 };
 
-/* Writes a copy of the GGUF file at in_path to out_path with its weight matrices in the
- * requested type: metadata copied, general.file_type updated, norms and biases kept, and
+/* Writes a copy of the GGUF file (or Hugging Face directory, which this converts) at in_path
+ * to out_path with its weight matrices in the requested type: metadata copied, general.file_type updated, norms and biases kept, and
  * for the _M types the more sensitive tensors (output, some attn_v / ffn_down layers) at
  * Q6_K, as llama.cpp's recipes do. Logs one line per tensor at info level. out_path
  * appears only when complete. Fails with KILN_EINVAL (unknown type, quantized input

@@ -7,6 +7,7 @@
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
 #include "model/model.h"
+#include "safetensors/hf_dir.h"
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -39,7 +40,7 @@ kiln_status kiln_model_open(const char *path, const struct kiln_model_params *pa
                             kiln_model **out, struct kiln_err *err)
 {
     struct gguf_file *g = NULL;
-    kiln_status st = gguf_open(path, &g, err);
+    kiln_status st = model_source_open(path, &g, err);
     if (st != KILN_OK) return st;
     kiln_model *km = calloc(1, sizeof *km);
     if (!km) {

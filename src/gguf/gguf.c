@@ -401,6 +401,8 @@ void gguf_close(struct gguf_file *g)
     strmap_free(&g->kv_index);
     strmap_free(&g->tensor_index);
     if (g->mapped) munmap((void *)g->base, g->size);
+    for (size_t i = g->n_owned; i-- > 0;) g->owned[i].release(g->owned[i].p);
+    free(g->owned);
     free(g->path);
     free(g);
 }

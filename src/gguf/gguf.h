@@ -82,6 +82,14 @@ struct gguf_file {
     struct gguf_tensor *tensors;
     struct strmap kv_index;     /* key -> index into kv */
     struct strmap tensor_index; /* name -> index into tensors */
+    /* built in memory (src/gguf/gguf_build.c): what it owns besides kv and tensors */
+    struct gguf_owned *owned;
+    size_t n_owned;
+};
+
+struct gguf_owned {
+    void *p;
+    void (*release)(void *);
 };
 
 /* Maps and validates the file at path. Fails with KILN_EIO (cannot open or map),

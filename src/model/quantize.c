@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_write.h"
+#include "safetensors/hf_dir.h"
 #include "tensor/quant.h"
 
 #include <stdio.h>
@@ -234,7 +235,7 @@ kiln_status kiln_quantize(const char *in_path, const char *out_path,
     struct pool *pool = NULL;
     enum dtype *types = NULL;
     struct plan plan;
-    kiln_status st = gguf_open(in_path, &g, err);
+    kiln_status st = model_source_open(in_path, &g, err);
     if (st != KILN_OK) return st;
     if ((st = make_plan(g, r, &plan, err)) != KILN_OK) goto done;
     if (!(types = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *types))) {

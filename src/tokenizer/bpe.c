@@ -13,28 +13,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+kiln_status bpe_init_regexes(struct vocab *v, const char *name, const struct gguf_str *regexes,
+                             int n, struct kiln_err *err)
+{
+    snprintf(v->pre_name, sizeof v->pre_name, "%s", name);
+    if (n > MAX_PRE_REGEX)
+        return kiln_fail(err, KILN_EUNSUPP, "pre-tokenizer '%s': %d regexes, at most %d are "
+                         "supported", name, n, MAX_PRE_REGEX);
+    for (int i = 0; i < n; i++) {
+        int code;
+        PCRE2_SIZE at;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)regexes[i].ptr, (PCRE2_SIZE)regexes[i].len,
+                                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF |
+                                           PCRE2_DOLLAR_ENDONLY,
+                                       &code, &at, NULL);
+        if (!re)
+            return kiln_fail(err, KILN_EFORMAT, "pre-tokenizer '%s': regex %d does not compile "
+                             "at %zu", name, i, (size_t)at);
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
+        v->pre_regex[v->n_pre_regex++] = re;
+    }
+    return KILN_OK;
+}
+
 kiln_status bpe_init_pre(struct vocab *v, const char *pre, struct kiln_err *err)
 {
     const struct pretok *p = pretok_find(pre);
     if (!p)
         return kiln_fail(err, KILN_EUNSUPP, "pre-tokenizer '%s' (tokenizer.ggml.pre) is not "
                          "supported", pre);
-    snprintf(v->pre_name, sizeof v->pre_name, "%s", pre);
     v->ignore_merges = p->ignore_merges;
     v->add_bos = p->add_bos;
-    for (int i = 0; i < MAX_PRE_REGEX && p->regex[i]; i++) {
-        int code;
-        PCRE2_SIZE at;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)p->regex[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY, &code, &at,
-                                       NULL);
-        if (!re)
-            return kiln_fail(err, KILN_EFORMAT, "pre-tokenizer '%s': regex %d does not compile "
-                             "at %zu", pre, i, (size_t)at);
-        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
-        v->pre_regex[v->n_pre_regex++] = re;
-    }
-    return KILN_OK;
+    struct gguf_str res[PRETOK_MAX_REGEX];
+    int n = 0;
+    for (; n < PRETOK_MAX_REGEX && p->regex[n]; n++) res[n] = (struct gguf_str){p->regex[n], strlen(p->regex[n])};
+    return bpe_init_regexes(v, pre, res, n, err);
 }
 
 void bpe_free_pre(struct vocab *v)

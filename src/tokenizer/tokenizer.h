@@ -82,6 +82,10 @@ void wpm_tokenize(const struct vocab *v, const char *text, size_t len, struct to
  * -needed when cap is too small. */
 int bpe_token_bytes(const struct gguf_str *t, char *buf, size_t cap);
 kiln_status bpe_init_pre(struct vocab *v, const char *pre, struct kiln_err *err);
+/* The pre-tokenizer as explicit regexes (tokenizer.ggml.pre_regex, written for Hugging Face
+ * tokenizers whose tokenizer.json spells them out); name is for messages. */
+kiln_status bpe_init_regexes(struct vocab *v, const char *name, const struct gguf_str *regexes,
+                             int n, struct kiln_err *err);
 void bpe_free_pre(struct vocab *v);
 /* Length of the UTF-8 sequence starting with byte c (1 for invalid lead bytes). */
 int utf8_len(unsigned char c);

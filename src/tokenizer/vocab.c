@@ -219,7 +219,21 @@ kiln_status vocab_load(struct vocab *v, const struct gguf_file *g, struct kiln_e
         if (pre && pre->type == GGUF_STRING)
             snprintf(pre_name, sizeof pre_name, "%.*s", (int)(pre->s.len > 31 ? 31 : pre->s.len),
                      pre->s.ptr);
-        if ((st = bpe_init_pre(v, pre_name, err)) != KILN_OK) {
+        /* kiln's own key: the regexes themselves, from a Hugging Face tokenizer.json */
+        const struct gguf_value *pre_regex =
+            get_array(g, "tokenizer.ggml.pre_regex", GGUF_STRING, false, -1, err, &st);
+        if (st) goto fail;
+        if (pre_regex) {
+            struct gguf_str res[MAX_PRE_REGEX];
+            int n = 0;
+            for (; n < MAX_PRE_REGEX && (uint64_t)n < pre_regex->arr.n; n++)
+                res[n] = pre_regex->arr.items[n].s;
+            st = bpe_init_regexes(v, pre_name, res, pre_regex->arr.n > MAX_PRE_REGEX ? MAX_PRE_REGEX + 1 : n, err);
+            v->ignore_merges = get_bool(g, "tokenizer.ggml.ignore_merges", false);
+        } else {
+            st = bpe_init_pre(v, pre_name, err);
+        }
+        if (st != KILN_OK) {
             if (err && st != KILN_ENOMEM) {
                 char msg[sizeof err->msg];
                 memcpy(msg, err->msg, sizeof msg);
