@@ -94,6 +94,15 @@ struct scheduler {
     int n_waiting, n_running;
     bool stopping;
     struct sched_stats published; /* refreshed after each step, under mu */
+    struct sched_call *calls;     /* scheduler_call's queue, under mu */
+    pthread_cond_t call_done;
+};
+
+struct sched_call {
+    void (*fn)(void *ctx);
+    void *ctx;
+    bool started, done;
+    struct sched_call *next;
 };
 
 /* ---- channels --------------------------------------------------------------------------- */
@@ -645,9 +654,20 @@ static void *scheduler_main(void *arg)
     struct scheduler *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && s->n_running == 0 && !s->wait_head)
+        while (!s->stopping && s->n_running == 0 && !s->wait_head && !s->calls)
             pthread_cond_wait(&s->work, &s->mu);
         bool stopping = s->stopping;
+        /* Calls run between steps, outside the lock (they may take a while). */
+        while (s->calls && !stopping) {
+            struct sched_call *c = s->calls;
+            s->calls = c->next;
+            c->started = true;
+            pthread_mutex_unlock(&s->mu);
+            c->fn(c->ctx);
+            pthread_mutex_lock(&s->mu);
+            c->done = true;
+            pthread_cond_broadcast(&s->call_done);
+        }
         /* Drop waiting sequences whose clients went away, so they leave within a step. */
         struct seq *dropped = NULL;
         for (struct seq **pp = &s->wait_head, *prev = NULL; *pp;) {
@@ -721,6 +741,7 @@ kiln_status scheduler_new(kiln_model *model, const struct sched_params *params,
     int n_blocks = s->p.n_kv_blocks > 0 ? s->p.n_kv_blocks : s->max_blocks_per_seq * s->p.max_num_seqs;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->call_done, NULL);
     kiln_status st = kv_cache_init(&s->kv, s->m, s->p.kv_type_set ? s->p.kv_type : DTYPE_F16,
                                    n_blocks, !s->p.no_prefix_cache, err);
     if (st != KILN_OK) goto fail;
@@ -759,12 +780,38 @@ fail:
     return st;
 }
 
+kiln_status scheduler_call(struct scheduler *s, void (*fn)(void *ctx), void *ctx)
+{
+    struct sched_call c = {fn, ctx, false, false, NULL};
+    pthread_mutex_lock(&s->mu);
+    struct sched_call **tail = &s->calls;
+    while (*tail) tail = &(*tail)->next;
+    if (!s->stopping) {
+        *tail = &c;
+        pthread_cond_signal(&s->work);
+    }
+    while (!c.done) {
+        if (s->stopping && !c.started) { /* never run: take it off the queue */
+            for (struct sched_call **pp = &s->calls; *pp; pp = &(*pp)->next)
+                if (*pp == &c) {
+                    *pp = c.next;
+                    break;
+                }
+            break;
+        }
+        pthread_cond_wait(&s->call_done, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return c.done ? KILN_OK : KILN_EBUSY;
+}
+
 void scheduler_stop(struct scheduler *s)
 {
     if (!s || !s->thread_started) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_signal(&s->work);
+    pthread_cond_broadcast(&s->call_done); /* queued calls give up */
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
     s->thread_started = false;
@@ -785,6 +832,7 @@ void scheduler_free(struct scheduler *s)
     free(s->logits_copy);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->call_done);
     free(s);
 }
 
@@ -795,6 +843,8 @@ int32_t scheduler_n_ctx(const struct scheduler *s)
 
 void scheduler_stats(struct scheduler *s, struct sched_stats *out)
 {
+    memset(out, 0, sizeof *out);
+    if (!s) return;
     pthread_mutex_lock(&s->mu);
     *out = s->published;
     out->running = s->n_running;

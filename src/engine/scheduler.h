@@ -109,12 +109,17 @@ void seq_cancel(struct seq *q);
 /* The consumer is done with the channel: cancels the sequence if unfinished. */
 void seq_release(struct seq *q);
 
+/* Runs fn(ctx) on the scheduler thread between two steps (it may use the model: embeddings
+ * from a decoder) and returns when it has run. KILN_EBUSY (fn not run) when stopping. */
+kiln_status scheduler_call(struct scheduler *s, void (*fn)(void *ctx), void *ctx);
+
 struct sched_stats {
     int running, waiting;
     int64_t kv_used, kv_capacity; /* KV blocks referenced by sequences, and all of them */
     uint64_t prefix_queries, prefix_hits;     /* prompt tokens looked up / found cached */
     uint64_t preemptions;
 };
+/* All zero for a NULL scheduler (a server of an embedding model has none). */
 void scheduler_stats(struct scheduler *s, struct sched_stats *out);
 
 #endif

@@ -563,6 +563,10 @@ static enum MHD_Result respond_stream(struct generation *g)
 enum MHD_Result handle_completion(struct request *req, enum oai_kind kind)
 {
     struct server *srv = req->srv;
+    if (!srv->sched)
+        return send_error(req, 400, "invalid_request_error", "model", NULL,
+                          "the model '%s' is an embedding model: use /v1/embeddings",
+                          srv->model_id);
     struct generation *g = calloc(1, sizeof *g);
     if (!g) return send_error(req, 503, "server_error", NULL, NULL, "out of memory");
     g->req = req;

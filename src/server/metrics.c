@@ -31,6 +31,7 @@ struct metrics {
     unsigned long long by_status[N_STATUS];
     unsigned long long by_finish[N_FINISH];
     unsigned long long prompt_tokens, generation_tokens;
+    unsigned long long embedding_inputs, embedding_tokens;
     struct histogram ttft, itl, e2e;
 };
 
@@ -78,6 +79,14 @@ void metrics_generation(struct metrics *m, const char *finish, int n_prompt, int
     m->generation_tokens += (unsigned long long)n_generated;
     if (ttft >= 0) observe(&m->ttft, ttft);
     observe(&m->e2e, e2e);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_embedding(struct metrics *m, int n_inputs, int n_tokens)
+{
+    pthread_mutex_lock(&m->mu);
+    m->embedding_inputs += (unsigned long long)n_inputs;
+    m->embedding_tokens += (unsigned long long)n_tokens;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -135,6 +144,12 @@ char *metrics_render(struct metrics *m, const struct sched_stats *s, const char 
     buf_printf(&t, "# HELP kiln:generation_tokens_total Tokens generated.\n"
             "# TYPE kiln:generation_tokens_total counter\nkiln:generation_tokens_total{%s} %llu\n",
         labels, m->generation_tokens);
+    buf_printf(&t, "# HELP kiln:embedding_inputs_total Inputs embedded.\n"
+            "# TYPE kiln:embedding_inputs_total counter\nkiln:embedding_inputs_total{%s} %llu\n",
+        labels, m->embedding_inputs);
+    buf_printf(&t, "# HELP kiln:embedding_tokens_total Tokens of the inputs embedded.\n"
+            "# TYPE kiln:embedding_tokens_total counter\nkiln:embedding_tokens_total{%s} %llu\n",
+        labels, m->embedding_tokens);
     put_histogram(&t, "kiln:time_to_first_token_seconds", "Time from request to first token.",
                   &m->ttft, labels);
     put_histogram(&t, "kiln:inter_token_latency_seconds", "Time between tokens of a sequence.",

@@ -20,6 +20,8 @@ void metrics_http_response(struct metrics *m, int status);
  * token counts and its latencies in seconds (ttft < 0 when no token came). */
 void metrics_generation(struct metrics *m, const char *finish, int n_prompt, int n_generated,
                         double ttft, double e2e);
+/* One embeddings request served: its inputs and their tokens. */
+void metrics_embedding(struct metrics *m, int n_inputs, int n_tokens);
 /* The gap between two tokens of one sequence. */
 void metrics_inter_token(struct metrics *m, double seconds);
 

@@ -151,11 +151,16 @@ static bool parse_ids(json_t *arr, int32_t n_vocab, const char *param, struct oa
     return true;
 }
 
-static bool parse_prompts(json_t *root, int32_t n_vocab, struct oai_request *r, struct oai_error *err)
+/* The completions prompt or the embeddings input (name): a string, token ids, or an array
+ * of either, at most max of them. */
+static bool parse_prompts(json_t *root, const char *name, size_t max, int32_t n_vocab,
+                          struct oai_request *r, struct oai_error *err)
 {
-    json_t *prompt = json_object_get(root, "prompt");
-    if (!prompt || json_is_null(prompt)) return BAD("prompt", "'prompt' is required");
-    const char *shape = "'prompt' must be a string, an array of strings, an array of token ids or an array of arrays of token ids";
+    json_t *prompt = json_object_get(root, name);
+    if (!prompt || json_is_null(prompt)) return BAD(name, "'%s' is required", name);
+    char shape[160];
+    snprintf(shape, sizeof shape, "'%s' must be a string, an array of strings, an array of "
+             "token ids or an array of arrays of token ids", name);
     if (json_is_string(prompt) || (json_is_array(prompt) && json_array_size(prompt) > 0 &&
                                    json_is_integer(json_array_get(prompt, 0)))) {
         r->prompts = calloc(1, sizeof *r->prompts);
@@ -166,25 +171,25 @@ static bool parse_prompts(json_t *root, int32_t n_vocab, struct oai_request *r, 
             r->prompts[0].text_len = json_string_length(prompt);
             return true;
         }
-        return parse_ids(prompt, n_vocab, "prompt", &r->prompts[0], err);
+        return parse_ids(prompt, n_vocab, name, &r->prompts[0], err);
     }
-    if (!json_is_array(prompt) || json_array_size(prompt) == 0) return BAD("prompt", "%s", shape);
+    if (!json_is_array(prompt) || json_array_size(prompt) == 0) return BAD(name, "%s", shape);
     size_t n = json_array_size(prompt), i;
-    if (n > OAI_MAX_PROMPTS) return BAD("prompt", "at most %d prompts per request", OAI_MAX_PROMPTS);
+    if (n > max) return BAD(name, "at most %zu inputs in '%s' per request", max, name);
     r->prompts = calloc(n, sizeof *r->prompts);
     if (!r->prompts) return oai_fail(err, 503, "server_error", NULL, "out of memory");
     r->n_prompts = n;
     json_t *v;
     json_array_foreach(prompt, i, v) {
         char param[32];
-        snprintf(param, sizeof param, "prompt[%zu]", i);
+        snprintf(param, sizeof param, "%s[%zu]", name, i);
         if (json_is_string(v)) {
             r->prompts[i].text = json_string_value(v);
             r->prompts[i].text_len = json_string_length(v);
         } else if (json_is_array(v)) {
             if (!parse_ids(v, n_vocab, param, &r->prompts[i], err)) return false;
         } else
-            return BAD("prompt", "%s", shape);
+            return BAD(name, "%s", shape);
     }
     return true;
 }
@@ -252,6 +257,35 @@ static bool parse_logprobs(json_t *root, struct oai_request *r, struct oai_error
     return true;
 }
 
+/* /v1/embeddings: input, encoding_format, dimensions, truncation. */
+static bool parse_embedding(json_t *root, int32_t n_vocab, struct oai_request *r,
+                            struct oai_error *err)
+{
+    if (!parse_prompts(root, "input", OAI_MAX_INPUTS, n_vocab, r, err)) return false;
+    for (size_t i = 0; i < r->n_prompts; i++)
+        if ((r->prompts[i].text && r->prompts[i].text_len == 0) ||
+            (!r->prompts[i].text && r->prompts[i].n_ids == 0))
+            return BAD("input", "'input' must not contain an empty string or empty token array");
+    json_t *fmt = field(root, "encoding_format");
+    if (fmt) {
+        const char *f = json_string_value(fmt);
+        if (!f || (strcmp(f, "float") != 0 && strcmp(f, "base64") != 0))
+            return BAD("encoding_format", "'encoding_format' must be 'float' or 'base64'");
+        r->base64 = !strcmp(f, "base64");
+    }
+    long long dims = 0, trunc = 0;
+    if (!get_int(root, "dimensions", 1, 1 << 20, &dims, err) ||
+        !get_int(root, "truncate_prompt_tokens", -1, 1 << 24, &trunc, err) ||
+        !get_bool(root, "truncate", &r->truncate, err))
+        return false;
+    r->dimensions = (int)dims;
+    if (trunc != 0) { /* vLLM's: keep this many tokens (-1: as many as the model takes) */
+        r->truncate = true;
+        r->truncate_tokens = (int)trunc;
+    }
+    return true;
+}
+
 bool oai_parse_request(enum oai_kind kind, const char *body, size_t len, int32_t n_vocab,
                        struct oai_request *r, struct oai_error *err)
 {
@@ -277,12 +311,17 @@ bool oai_parse_request(enum oai_kind kind, const char *body, size_t len, int32_t
         }
         r->model = json_string_value(model);
     }
+    if (kind == OAI_EMBEDDING) {
+        if (!parse_embedding(root, n_vocab, r, err)) goto fail;
+        return true;
+    }
     r->sampling = kiln_sampling_default();
     r->max_tokens = -1;
     r->n = 1;
     long long max_tokens = -1, n = 1, top_k = -1, seed = 0;
     float top_p_given = 1.0f;
-    bool ok = (kind == OAI_CHAT ? parse_messages(root, r, err) : parse_prompts(root, n_vocab, r, err)) &&
+    bool ok = (kind == OAI_CHAT ? parse_messages(root, r, err)
+                                 : parse_prompts(root, "prompt", OAI_MAX_PROMPTS, n_vocab, r, err)) &&
               get_int(root, "max_tokens", kind == OAI_COMPLETION ? 0 : 1, 1 << 30, &max_tokens, err) &&
               get_int(root, "max_completion_tokens", 1, 1 << 30, &max_tokens, err) &&
               get_number(root, "temperature", 0, 2, &r->sampling.temperature, err) &&

@@ -1,4 +1,5 @@
-/* OpenAI request bodies: parses and validates /v1/chat/completions and /v1/completions JSON
+/* OpenAI request bodies: parses and validates /v1/chat/completions, /v1/completions and
+ * /v1/embeddings JSON
  * into a request the server can run. Unknown fields are ignored; a known field of the wrong
  * type or out of range is refused naming the field, as OpenAI's API does.
  * Contract for src/server/oai_request.c. Pure: any thread. */
@@ -15,8 +16,9 @@
 #define OAI_MAX_N 16        /* choices per request */
 #define OAI_MAX_STOP 16     /* stop strings */
 #define OAI_MAX_PROMPTS 64  /* prompts in one completions request */
+#define OAI_MAX_INPUTS 2048 /* inputs in one embeddings request (OpenAI's limit) */
 
-enum oai_kind { OAI_CHAT, OAI_COMPLETION };
+enum oai_kind { OAI_CHAT, OAI_COMPLETION, OAI_EMBEDDING };
 
 /* One completions prompt: text, or token ids. */
 struct oai_prompt {
@@ -32,7 +34,7 @@ struct oai_request {
     const char *model;       /* NULL when absent */
     json_t *messages;        /* chat: messages with content reduced to strings (owned) */
     json_t *tools;           /* chat: borrowed from root, or NULL */
-    struct oai_prompt *prompts; /* completions */
+    struct oai_prompt *prompts; /* completions: prompt; embeddings: input */
     size_t n_prompts;
     int32_t max_tokens;      /* -1: until the context is full */
     struct kiln_sampling sampling;
@@ -46,6 +48,11 @@ struct oai_request {
     int top_logprobs;        /* alternatives per token */
     bool echo;               /* completions */
     bool ignore_eos;         /* extension, as vLLM's */
+    /* embeddings */
+    bool base64;             /* encoding_format "base64" */
+    int dimensions;          /* 0: not given */
+    bool truncate;           /* cut long inputs to the model's limit instead of refusing */
+    int truncate_tokens;     /* > 0: to at most this many tokens */
 };
 
 struct oai_error {

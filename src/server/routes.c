@@ -1,5 +1,5 @@
 /* The server's small endpoints and the dispatch by method and path: /health, /metrics,
- * /v1/models, /tokenize, /detokenize, and the 404 / 405 answers. */
+ * /v1/models, /tokenize, /detokenize, and the 404 / 405 answers. Not a contract. */
 #include "server/server_internal.h"
 
 #include <stdlib.h>
@@ -9,7 +9,12 @@ static json_t *model_object(struct server *srv)
 {
     return json_pack("{s:s, s:s, s:i, s:s, s:i}", "id", srv->model_id, "object", "model",
                      "created", (json_int_t)srv->created, "owned_by", "kiln", "max_model_len",
-                     (json_int_t)scheduler_n_ctx(srv->sched));
+                     (json_int_t)server_max_model_len(srv));
+}
+
+int32_t server_max_model_len(const struct server *srv)
+{
+    return srv->sched ? scheduler_n_ctx(srv->sched) : kiln_model_max_embed_tokens(srv->model);
 }
 
 static enum MHD_Result handle_models(struct request *req)
@@ -101,7 +106,7 @@ static enum MHD_Result handle_tokenize(struct request *req)
     for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(ids[i]));
     free(ids);
     return send_json(req, 200, json_pack("{s:o, s:i, s:i}", "tokens", arr, "count", (json_int_t)n,
-                                         "max_model_len", (json_int_t)scheduler_n_ctx(req->srv->sched)));
+                                         "max_model_len", (json_int_t)server_max_model_len(req->srv)));
 }
 
 /* POST /detokenize {"tokens": [...]} -> {"content": text, "prompt": text} */
@@ -159,9 +164,7 @@ enum MHD_Result route_request(struct request *req)
         case 2: return handle_models(req);
         case 3: return handle_completion(req, OAI_CHAT);
         case 4: return handle_completion(req, OAI_COMPLETION);
-        case 5:
-            return send_error(req, 404, "invalid_request_error", "model", "model_not_found",
-                              "the model '%s' does not serve embeddings", req->srv->model_id);
+        case 5: return handle_embeddings(req);
         case 6: return handle_tokenize(req);
         case 7: return handle_detokenize(req);
         }

@@ -200,6 +200,11 @@ static bool load_model(struct server *srv, struct kiln_err *err)
     const struct server_config *c = &srv->cfg;
     struct kiln_model_params mp = {.n_threads = c->n_threads};
     if (kiln_model_open(c->model_path, &mp, &srv->model, err) != KILN_OK) return false;
+    srv->created = (long)time(NULL);
+    if (kiln_model_is_encoder(srv->model)) { /* embeddings only: no scheduler, no template */
+        log_info("%s is an embedding model: serving /v1/embeddings only", c->model_path);
+        return true;
+    }
     bool fallback;
     if (chat_template_load(srv->model, c->model_path, c->chat_template_path, &srv->chat_template,
                            &fallback, err) != KILN_OK)
@@ -230,9 +235,7 @@ static bool load_model(struct server *srv, struct kiln_err *err)
         sp.n_kv_blocks = (int)(((uint64_t)c->kv_cache_mb << 20) / per_block);
         if (sp.n_kv_blocks < 1) sp.n_kv_blocks = 1;
     }
-    if (scheduler_new(srv->model, &sp, &srv->sched, err) != KILN_OK) return false;
-    srv->created = (long)time(NULL);
-    return true;
+    return scheduler_new(srv->model, &sp, &srv->sched, err) == KILN_OK;
 }
 
 static void set_model_id(struct server *srv)
@@ -242,9 +245,12 @@ static void set_model_id(struct server *srv)
         snprintf(srv->model_id, sizeof srv->model_id, "%s", name);
         return;
     }
-    const char *base = strrchr(srv->cfg.model_path, '/');
-    base = base ? base + 1 : srv->cfg.model_path;
-    snprintf(srv->model_id, sizeof srv->model_id, "%s", base);
+    /* the file or directory name, without a trailing slash */
+    const char *path = srv->cfg.model_path, *end = path + strlen(path);
+    while (end > path + 1 && end[-1] == '/') end--;
+    const char *base = end;
+    while (base > path && base[-1] != '/') base--;
+    snprintf(srv->model_id, sizeof srv->model_id, "%.*s", (int)(end - base), base);
     size_t n = strlen(srv->model_id);
     if (n > 5 && !strcmp(srv->model_id + n - 5, ".gguf")) srv->model_id[n - 5] = 0;
 }
@@ -252,6 +258,7 @@ static void set_model_id(struct server *srv)
 int server_run(const struct server_config *cfg)
 {
     struct server srv = {.cfg = *cfg};
+    pthread_mutex_init(&srv.embed_mu, NULL);
     if (!srv.cfg.host) srv.cfg.host = "127.0.0.1";
     if (!srv.cfg.port) srv.cfg.port = 8000;
     if (!srv.cfg.max_body_bytes) srv.cfg.max_body_bytes = 10u << 20;
@@ -323,6 +330,7 @@ done:
     jinja_template_free(srv.chat_template);
     kiln_model_free(srv.model);
     metrics_free(srv.metrics);
+    pthread_mutex_destroy(&srv.embed_mu);
     log_info("stopped");
     return rc;
 }

@@ -12,13 +12,15 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 struct server {
     struct server_config cfg;
     char model_id[256];
     kiln_model *model;
-    struct scheduler *sched;
+    struct scheduler *sched;  /* NULL for an encoder (embeddings only) */
+    pthread_mutex_t embed_mu; /* encoders: one embedding pass at a time */
     struct metrics *metrics;
     struct jinja_template *chat_template;
     atomic_bool ready;        /* the model is loaded */
@@ -54,6 +56,12 @@ bool client_gone(struct request *req);
 
 /* routes.c: answers one complete request. */
 enum MHD_Result route_request(struct request *req);
+
+/* The longest input the model takes: the scheduler's context, or the encoder's limit. */
+int32_t server_max_model_len(const struct server *srv);
+
+/* embeddings.c: POST /v1/embeddings. */
+enum MHD_Result handle_embeddings(struct request *req);
 
 /* completions.c: POST /v1/chat/completions and /v1/completions. */
 enum MHD_Result handle_completion(struct request *req, enum oai_kind kind);

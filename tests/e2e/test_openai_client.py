@@ -150,8 +150,3 @@ def test_sixteen_concurrent_requests(client):
     assert all(n == 12 for _, n in together)
     assert together == alone
 
-
-def test_embeddings_not_served_yet(client):
-    with pytest.raises(openai.NotFoundError) as e:
-        client.embeddings.create(model=MODEL, input="hello")
-    assert e.value.body["message"]

@@ -1,5 +1,5 @@
 /* libFuzzer target for OpenAI request validation: the input is a request body, parsed as
- * both a chat and a text completion request. Refusals are expected; crashes, leaks and
+ * a chat, a text completion and an embeddings request. Refusals are expected; crashes, leaks and
  * sanitizer reports are bugs. */
 #include "server/oai_request.h"
 
@@ -12,6 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (oai_parse_request(OAI_CHAT, (const char *)data, size, 49152, &r, &err))
         oai_request_free(&r);
     if (oai_parse_request(OAI_COMPLETION, (const char *)data, size, 49152, &r, &err))
+        oai_request_free(&r);
+    if (oai_parse_request(OAI_EMBEDDING, (const char *)data, size, 49152, &r, &err))
         oai_request_free(&r);
     return 0;
 }

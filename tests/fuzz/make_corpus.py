@@ -29,6 +29,8 @@ if target == "request":
         {"prompt": ["a", "b"], "echo": True, "logprobs": 2, "max_tokens": 0},
         {"prompt": [[1, 2, 3], [4, 5]], "stop": "x", "response_format": {"type": "text"}},
         {"prompt": [1, 2, 3], "max_completion_tokens": 5, "ignore_eos": True},
+        {"input": ["Text to embed", "Another"], "encoding_format": "base64", "dimensions": 8},
+        {"input": [[101, 7592, 102], [5]], "truncate_prompt_tokens": -1, "model": "m"},
     ]
     for i, body in enumerate(bodies):
         (out / f"request{i}.json").write_text(json.dumps(body))
