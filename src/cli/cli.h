@@ -56,5 +56,6 @@ int cmd_quantize(struct cli_opts *o);
 int cmd_serve(struct cli_opts *o);
 int cmd_bench(struct cli_opts *o);
 int cmd_embed(struct cli_opts *o);
+int cmd_pull(struct cli_opts *o);
 
 #endif

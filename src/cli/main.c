@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "base/log.h"
+#include "hub/hub.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,12 +21,16 @@ static const char usage[] =
     "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
     "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
     "  embed     --model-path M TEXT...                          embeddings as JSON arrays\n"
+    "  pull      ORG/NAME[:QUANT]                 download a Hugging Face model into the cache\n"
     "  bench     --model-path M [-p 512] [-n 128] [-r 5] [--json]   pp/tg speed, roofline\n"
     "  quantize  IN.gguf OUT.gguf TYPE [--allow-requantize]   TYPE: q8_0 q4_0 q4_1 q5_0 q5_1\n"
     "                                  q4_k_m q5_k_m q6_k f16 bf16 f32\n"
     "\n"
     "options:\n"
-    "  -m, --model-path PATH   GGUF model file\n"
+    "  -m, --model-path PATH   GGUF file, Hugging Face model directory, or a repo id ORG/NAME\n"
+    "                          (ORG/NAME:QUANT picks one GGUF of several), fetched into the\n"
+    "                          cache ($KILN_CACHE_DIR or ~/.cache/kiln/models) from $HF_ENDPOINT\n"
+    "                          with $HF_TOKEN unless KILN_OFFLINE=1\n"
     "  -p, --prompt TEXT       prompt text\n"
     "  -n, --n-predict N       tokens to generate (default 128; -1: until the context is full)\n"
     "  -t, --threads N         worker threads (default: all cores)\n"
@@ -203,7 +208,9 @@ kiln_model *cli_open_model(const struct cli_opts *o)
     struct kiln_model_params params = {.n_threads = o->n_threads};
     struct kiln_err err = {{0}};
     kiln_model *m = NULL;
-    kiln_status st = kiln_model_open(o->model_path, &params, &m, &err);
+    char path[8192];
+    kiln_status st = hub_resolve(o->model_path, path, sizeof path, &err);
+    if (st == KILN_OK) st = kiln_model_open(path, &params, &m, &err);
     if (st != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg[0] ? err.msg : kiln_status_str(st));
         return NULL;
@@ -244,6 +251,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "quantize")) return cmd_quantize(&o);
     if (!strcmp(cmd, "bench")) return cmd_bench(&o);
     if (!strcmp(cmd, "embed")) return cmd_embed(&o);
+    if (!strcmp(cmd, "pull")) return cmd_pull(&o);
     if (!strcmp(cmd, "serve")) {
         /* the access log is info; show it unless a level was chosen */
         if (!o.log_level && !env_level) log_set_level(LOG_INFO);

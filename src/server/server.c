@@ -4,6 +4,8 @@
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "server/server_internal.h"
 
+#include "hub/hub.h"
+
 #include "base/log.h"
 #include "base/clock.h"
 #include "base/status.h"
@@ -199,14 +201,17 @@ static bool load_model(struct server *srv, struct kiln_err *err)
 {
     const struct server_config *c = &srv->cfg;
     struct kiln_model_params mp = {.n_threads = c->n_threads};
-    if (kiln_model_open(c->model_path, &mp, &srv->model, err) != KILN_OK) return false;
+    char path[8192]; /* a repo id is fetched into the cache first (/health says loading) */
+    if (hub_resolve(c->model_path, path, sizeof path, err) != KILN_OK ||
+        kiln_model_open(path, &mp, &srv->model, err) != KILN_OK)
+        return false;
     srv->created = (long)time(NULL);
     if (kiln_model_is_encoder(srv->model)) { /* embeddings only: no scheduler, no template */
         log_info("%s is an embedding model: serving /v1/embeddings only", c->model_path);
         return true;
     }
     bool fallback;
-    if (chat_template_load(srv->model, c->model_path, c->chat_template_path, &srv->chat_template,
+    if (chat_template_load(srv->model, path, c->chat_template_path, &srv->chat_template,
                            &fallback, err) != KILN_OK)
         return false;
     if (fallback)
@@ -241,6 +246,7 @@ static bool load_model(struct server *srv, struct kiln_err *err)
 static void set_model_id(struct server *srv)
 {
     const char *name = srv->cfg.served_model_name;
+    if (!name && hub_is_repo_id(srv->cfg.model_path)) name = srv->cfg.model_path; /* as vLLM */
     if (name) {
         snprintf(srv->model_id, sizeof srv->model_id, "%s", name);
         return;
