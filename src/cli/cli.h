@@ -13,6 +13,7 @@
 struct cli_opts {
     const char *model_path;
     const char *prompt;
+    const char *token_ids; /* logits: "1,2,3" instead of a prompt */
     const char *log_level;
     int n_threads;
     int n_ctx;

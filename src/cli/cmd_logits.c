@@ -60,10 +60,39 @@ static json_t *position_json(const float *l, int n_vocab, int k, struct pair *sc
                      "logsumexp", max + log(se), "top", top);
 }
 
+/* "1,2,3" (commas or spaces) as a malloc'd array; NULL after printing the problem. */
+static int32_t *parse_token_ids(const char *s, size_t *n)
+{
+    size_t cap = strlen(s) / 2 + 1;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    *n = 0;
+    for (const char *p = s; ids && *p;) {
+        if (*p == ',' || *p == ' ') {
+            p++;
+            continue;
+        }
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX || *n == cap) {
+            fprintf(stderr, "kiln logits: --token-ids wants integers like 1,2,3\n");
+            free(ids);
+            return NULL;
+        }
+        ids[(*n)++] = (int32_t)v;
+        p = end;
+    }
+    if (ids && *n == 0) {
+        fprintf(stderr, "kiln logits: --token-ids is empty\n");
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
 int cmd_logits(struct cli_opts *o)
 {
-    if (!o->prompt) {
-        fprintf(stderr, "kiln logits: --prompt is required\n");
+    if (!o->prompt && !o->token_ids) {
+        fprintf(stderr, "kiln logits: --prompt or --token-ids is required\n");
         return 2;
     }
     kiln_model *m = cli_open_model(o);
@@ -73,7 +102,7 @@ int cmd_logits(struct cli_opts *o)
     kiln_context *ctx = NULL;
     struct kiln_err err = {{0}};
     int n_vocab = kiln_model_n_vocab(m);
-    int32_t *ids = cli_tokenize_prompt(m, o, &n);
+    int32_t *ids = o->token_ids ? parse_token_ids(o->token_ids, &n) : cli_tokenize_prompt(m, o, &n);
     float *logits = ids ? malloc(n * (size_t)n_vocab * sizeof(float)) : NULL;
     struct pair *scratch = malloc((size_t)n_vocab * sizeof *scratch);
     if (!ids || !logits || !scratch) goto done;
@@ -118,7 +147,7 @@ int cmd_logits(struct cli_opts *o)
         last = logits;
     }
     json_t *out = json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:s}", "model",
-                            o->model_path, "prompt", o->prompt, "add_special", !o->no_special,
+                            o->model_path, "prompt", o->prompt ? o->prompt : "", "add_special", !o->no_special,
                             "n_vocab", n_vocab, "prompt_tokens", prompt_tokens, "positions",
                             positions, "greedy", greedy, "greedy_margins", margins,
                             "greedy_text_hex", hex ? hex : "");

@@ -19,7 +19,8 @@ static const char usage[] =
     "  chat      --model-path M [-p SYSTEM] [--chat-template T]  interactive chat\n"
     "  info      MODEL.gguf                                     metadata and tensor table\n"
     "  tokenize  --model-path M --prompt P [--no-special] [--parse-special]\n"
-    "  logits    --model-path M --prompt P [--top-k 10] [--n-predict 16]   JSON for diffing\n"
+    "  logits    --model-path M --prompt P | --token-ids 1,2,3 [--top-k 10] [--n-predict 16]\n"
+    "                                                          JSON for diffing\n"
     "  embed     --model-path M TEXT...                          embeddings as JSON arrays\n"
     "  pull      ORG/NAME[:QUANT]                 download a Hugging Face model into the cache\n"
     "  bench     --model-path M [-p 512] [-n 128] [-r 5] [--json]   pp/tg speed, roofline\n"
@@ -91,6 +92,8 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
             o->model_path = val;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
             o->prompt = val;
+        else if (!strcmp(a, "--token-ids"))
+            o->token_ids = val;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict") || !strcmp(a, "--max-tokens"))
             ok = val && parse_int(val, &o->n_predict);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))

@@ -4,7 +4,6 @@ import functools
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,9 @@ import httpx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-from kiln_testing import KILN, SHARED, fetch_model  # noqa: E402,F401  (shared with tests/python)
+from kiln_testing import KILN, SHARED, fetch_model, free_port  # noqa: E402,F401  (shared with tests/python)
 
 MODEL = "smollm2-135m-instruct"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -12,6 +12,14 @@ SHARED = pathlib.Path(os.environ.get("KILN_SHARED_DIR", ROOT.parent / "shared"))
 KILN = pathlib.Path(os.environ.get("KILN_BIN", ROOT / "build" / "kiln"))
 
 
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_kiln(kiln_bin, *args, timeout=600):
     """Runs kiln and returns stdout; fails the test with stderr on a non-zero exit."""
     proc = subprocess.run([str(kiln_bin), *map(str, args)], capture_output=True, timeout=timeout)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fake_hub import FakeHub
-from kiln_testing import ROOT, SHARED, run_kiln
+from kiln_testing import ROOT, SHARED, free_port, run_kiln
 
 REPO = "kiln-test/tiny-bert"
 SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
@@ -138,7 +138,7 @@ def test_token_is_sent_and_errors_name_the_cause(kiln_bin, hub, env):
 
 
 def test_server_names_the_model_by_its_repo_id(kiln_bin, hub, env):
-    port = 18000 + os.getpid() % 1000
+    port = free_port()
     proc = subprocess.Popen([str(kiln_bin), "serve", "--model-path", REPO, "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
