@@ -41,12 +41,15 @@ const char *kiln_status_str(kiln_status st);
 typedef struct kiln_model kiln_model; /* weights + vocabulary; read-only after open */
 
 struct kiln_model_params {
-    int n_threads; /* 0: one per online core */
+    int n_threads;       /* 0: one per online core */
+    const char *pooling; /* embeddings: "mean", "cls" or "last" instead of the model's own;
+                          * NULL keeps it */
 };
 
 /* Opens a model: a GGUF file, or a Hugging Face directory (config.json, safetensors,
  * tokenizer.json or vocab.txt): maps it, validates every field, binds the weights.
- * Fails with KILN_EFORMAT / KILN_EUNSUPP / KILN_EIO and a message naming the file and field.
+ * Fails with KILN_EFORMAT / KILN_EUNSUPP / KILN_EIO and a message naming the file and field,
+ * KILN_EINVAL for an unknown pooling.
  * params may be NULL. The model owns its thread pool; free it with kiln_model_free. */
 kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
                             kiln_model **out, struct kiln_err *err);

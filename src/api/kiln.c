@@ -39,6 +39,14 @@ struct kiln_context {
 kiln_status kiln_model_open(const char *path, const struct kiln_model_params *params,
                             kiln_model **out, struct kiln_err *err)
 {
+    const char *pooling = params ? params->pooling : NULL;
+    static const char *const poolings[] = {[POOL_MEAN] = "mean", [POOL_CLS] = "cls",
+                                           [POOL_LAST] = "last"};
+    int pool = 0;
+    for (int i = POOL_MEAN; pooling && i <= POOL_LAST; i++)
+        if (!strcmp(pooling, poolings[i])) pool = i;
+    if (pooling && !pool)
+        return kiln_fail(err, KILN_EINVAL, "pooling '%s' is not one of mean, cls, last", pooling);
     struct gguf_file *g = NULL;
     kiln_status st = model_source_open(path, &g, err);
     if (st != KILN_OK) return st;
@@ -58,6 +66,7 @@ kiln_status kiln_model_open(const char *path, const struct kiln_model_params *pa
         free(km);
         return st;
     }
+    if (pool) km->m.hp.pooling = (enum pooling)pool;
     if (km->vocab.n < km->m.hp.n_vocab) {
         /* The output layer may be padded past the vocabulary; the reverse is an error. */
         log_debug("%s: %d embedding rows for %d tokens", path, km->m.hp.n_vocab, km->vocab.n);

@@ -14,6 +14,7 @@ struct cli_opts {
     const char *model_path;
     const char *prompt;
     const char *token_ids; /* logits: "1,2,3" instead of a prompt */
+    const char *pooling;   /* embed, serve: override the model's pooling */
     const char *log_level;
     int n_threads;
     int n_ctx;

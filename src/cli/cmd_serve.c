@@ -43,6 +43,7 @@ int cmd_serve(struct cli_opts *o)
         .host = o->host,
         .port = o->port,
         .n_threads = o->n_threads,
+        .pooling = o->pooling,
         .n_ctx = o->n_ctx,
         .max_num_seqs = o->max_num_seqs,
         .max_batch_tokens = o->max_batch_tokens,

@@ -43,6 +43,8 @@ static const char usage[] =
     "  --log-level LEVEL       debug, info, warn, error (default warn; serve: info; also\n"
     "                          KILN_LOG_LEVEL)\n"
     "  --log-file PATH         append the log there instead of stderr\n"
+    "  --pooling P             embeddings: mean, cls or last (default: the model's; decoders\n"
+    "                          last)\n"
     "\n"
     "serve options:\n"
     "  --host ADDR --port N    where to listen (default 127.0.0.1:8000)\n"
@@ -94,6 +96,8 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
             o->prompt = val;
         else if (!strcmp(a, "--token-ids"))
             o->token_ids = val;
+        else if (!strcmp(a, "--pooling"))
+            o->pooling = val;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict") || !strcmp(a, "--max-tokens"))
             ok = val && parse_int(val, &o->n_predict);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
@@ -208,7 +212,7 @@ kiln_model *cli_open_model(const struct cli_opts *o)
         fprintf(stderr, "kiln: --model-path is required\n");
         return NULL;
     }
-    struct kiln_model_params params = {.n_threads = o->n_threads};
+    struct kiln_model_params params = {.n_threads = o->n_threads, .pooling = o->pooling};
     struct kiln_err err = {{0}};
     kiln_model *m = NULL;
     char path[8192];

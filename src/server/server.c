@@ -200,7 +200,7 @@ static void on_signal(int sig) { stop_signal = sig; }
 static bool load_model(struct server *srv, struct kiln_err *err)
 {
     const struct server_config *c = &srv->cfg;
-    struct kiln_model_params mp = {.n_threads = c->n_threads};
+    struct kiln_model_params mp = {.n_threads = c->n_threads, .pooling = c->pooling};
     char path[8192]; /* a repo id is fetched into the cache first (/health says loading) */
     if (hub_resolve(c->model_path, path, sizeof path, err) != KILN_OK ||
         kiln_model_open(path, &mp, &srv->model, err) != KILN_OK)

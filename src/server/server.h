@@ -13,6 +13,7 @@ struct server_config {
     const char *host;              /* default 127.0.0.1 */
     int port;                      /* default 8000 */
     int n_threads;                 /* 0: all cores */
+    const char *pooling;           /* embeddings: override the model's pooling (NULL: keep) */
     int32_t n_ctx;                 /* per sequence; 0: the model's, at most 4096 */
     int max_num_seqs;              /* sequences generated at once */
     int max_batch_tokens;          /* tokens per engine step */

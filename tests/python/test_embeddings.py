@@ -108,8 +108,8 @@ def test_decoder_embeddings_are_last_token_and_normalized(kiln_bin):
     assert cosine(together[0], together[1]) < 0.999
 
 
-def refused(kiln_bin, model):
-    proc = subprocess.run([str(kiln_bin), "embed", "--model-path", str(model), "x"],
+def refused(kiln_bin, model, *args):
+    proc = subprocess.run([str(kiln_bin), "embed", "--model-path", str(model), *args, "x"],
                           capture_output=True, text=True)
     assert proc.returncode != 0
     return proc.stderr
@@ -165,3 +165,18 @@ def test_input_longer_than_the_model_is_refused(kiln_bin, tiny_bert):
     proc = subprocess.run([str(kiln_bin), "embed", "--model-path", str(tiny_bert), "a " * 200],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "more than the model's limit of 128" in proc.stderr
+
+
+def test_pooling_can_be_chosen(kiln_bin, tiny_bert):
+    """--pooling overrides the model's: one token pools the same every way, more do not."""
+    def vec(pooling, text):
+        out = run_kiln(kiln_bin, "embed", "--model-path", tiny_bert, "--pooling", pooling,
+                       "--no-special", text)
+        return np.array(json.loads(out))
+
+    single = [vec(p, "the") for p in ("mean", "cls", "last")]
+    assert np.array_equal(single[0], single[1]) and np.array_equal(single[1], single[2])
+    several = [vec(p, "the quick brown fox") for p in ("mean", "cls", "last")]
+    assert min(1 - cosine(a, b) for a, b in [(several[0], several[1]), (several[1], several[2]),
+                                             (several[0], several[2])]) > 1e-4
+    assert "not one of mean, cls, last" in refused(kiln_bin, tiny_bert, "--pooling", "max")
