@@ -657,8 +657,9 @@ static void *scheduler_main(void *arg)
         while (!s->stopping && s->n_running == 0 && !s->wait_head && !s->calls)
             pthread_cond_wait(&s->work, &s->mu);
         bool stopping = s->stopping;
-        /* Calls run between steps, outside the lock (they may take a while). */
-        while (s->calls && !stopping) {
+        /* One call per step, outside the lock, so a stream of calls cannot starve the
+         * sequences being generated. */
+        if (s->calls && !stopping) {
             struct sched_call *c = s->calls;
             s->calls = c->next;
             c->started = true;
@@ -667,6 +668,7 @@ static void *scheduler_main(void *arg)
             pthread_mutex_lock(&s->mu);
             c->done = true;
             pthread_cond_broadcast(&s->call_done);
+            stopping = s->stopping;
         }
         /* Drop waiting sequences whose clients went away, so they leave within a step. */
         struct seq *dropped = NULL;

@@ -110,7 +110,8 @@ void seq_cancel(struct seq *q);
 void seq_release(struct seq *q);
 
 /* Runs fn(ctx) on the scheduler thread between two steps (it may use the model: embeddings
- * from a decoder) and returns when it has run. KILN_EBUSY (fn not run) when stopping. */
+ * from a decoder) and returns when it has run; calls queue first come first served, one
+ * per step, so keep each short. KILN_EBUSY (fn not run) when stopping. */
 kiln_status scheduler_call(struct scheduler *s, void (*fn)(void *ctx), void *ctx);
 
 struct sched_stats {

@@ -215,8 +215,10 @@ kiln_status gguf_builder_finish(struct gguf_builder *b, struct gguf_file **out,
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         struct gguf_tensor *t = &g->tensors[i];
         uint64_t rows = 1, row_bytes = 0, bytes;
-        for (int d = 1; d < GGUF_MAX_DIMS; d++) rows *= (uint64_t)t->ne[d];
-        if (!dtype_row_bytes(t->type, (uint64_t)t->ne[0], &row_bytes) ||
+        bool overflow = false;
+        for (int d = 1; d < GGUF_MAX_DIMS; d++)
+            overflow |= t->ne[d] < 0 || __builtin_mul_overflow(rows, (uint64_t)t->ne[d], &rows);
+        if (overflow || t->ne[0] < 0 || !dtype_row_bytes(t->type, (uint64_t)t->ne[0], &row_bytes) ||
             __builtin_mul_overflow(rows, row_bytes, &bytes) || bytes != t->size) {
             st = kiln_fail(err, KILN_EFORMAT, "%s: tensor '%s' has %llu bytes, not what its "
                            "type and shape need", g->path, t->name, (unsigned long long)t->size);

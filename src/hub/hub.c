@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -275,7 +277,9 @@ static bool file_digest(const char *path, bool git_blob, uint64_t size, char *he
 static kiln_status verify(const struct hub *h, const struct sibling *s, const char *part)
 {
     struct stat sb;
-    if (stat(part, &sb) != 0 || (uint64_t)sb.st_size != s->size)
+    if (stat(part, &sb) != 0)
+        return kiln_fail(h->err, KILN_EIO, "%s: cannot read %s: %m", h->repo, part);
+    if ((uint64_t)sb.st_size != s->size)
         return kiln_fail(h->err, KILN_EFORMAT, "%s: %s is %lld bytes, the Hub lists %llu",
                          h->repo, s->path, (long long)sb.st_size, (unsigned long long)s->size);
     char hex[2 * EVP_MAX_MD_SIZE + 1] = {0};
@@ -365,16 +369,20 @@ static kiln_status fetch_file(struct hub *h, const struct sibling *s)
             st = KILN_OK;
             break;
         }
-        if (code >= 400 && code != 416) { /* an answer, not a dropped connection: no retry */
+        if (code == 416) { /* our partial file does not fit the server's: start over */
+            unlink(part);
+        } else if (code >= 400 && code < 500 && code != 408 && code != 429) {
+            /* an answer (missing, forbidden), not a hiccup: no retry; the part is no use */
             st = http_status_error(h, code, url);
             unlink(part);
             return st;
         }
         st = kiln_fail(h->err, KILN_EIO, "%s: downloading %s failed: %s", h->repo, s->path,
                        t.failed || !closed ? "cannot write the file" : curl_easy_strerror(rc));
+        if (code >= 400) st = http_status_error(h, code, url); /* 5xx, 408, 429: try again */
         log_warn("%s (attempt %d of %d)", h->err ? h->err->msg : "download failed", attempt + 1,
                  MAX_ATTEMPTS);
-        sleep(attempt > 0 ? 1u : 0u);
+        sleep(code >= 400 ? 2u << attempt : attempt > 0 ? 1u : 0u);
     }
     if (st != KILN_OK) return st; /* the part stays for a later resume */
     if ((st = verify(h, s, part)) != KILN_OK) {
@@ -393,6 +401,13 @@ static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
     return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* Whether a GGUF file name answers a tag as choose() reads it: the same name (any case), or
+ * for a quant tag, a name containing it. */
+static bool tag_matches(const char *file, const char *tag)
+{
+    return !strcasecmp(file, tag) || (!ends_with(tag, ".gguf") && strcasestr(file, tag));
 }
 
 /* What a Hugging Face directory needs: top-level JSON, safetensors and vocab.txt, and the
@@ -441,7 +456,7 @@ static kiln_status choose(struct hub *h, const struct sibling *all, size_t n, co
         if (!tag) {
             match = (long)i;
             matches++;
-        } else if (!strcasecmp(p, tag) || (!ends_with(tag, ".gguf") && strcasestr(p, tag))) {
+        } else if (tag_matches(p, tag)) {
             match = (long)i;
             matches++;
         }
@@ -474,37 +489,41 @@ static kiln_status choose(struct hub *h, const struct sibling *all, size_t n, co
 
 /* ---- resolving ------------------------------------------------------------------------ */
 
-/* A model already in the cache: a verified directory, the named GGUF file, or the one GGUF. */
+/* A model already in the cache, as .kiln-complete records it: "dir" (a directory), "only F"
+ * (the repo's one GGUF, fetched without a tag) or "gguf F" (fetched by a tag). Without a tag
+ * only "dir" or "only" answer, as online; with one, exactly one recorded file must match. */
 static bool cached(const struct hub *h, const char *tag, char *path, size_t cap)
 {
     char p[8192];
-    if (tag && ends_with(tag, ".gguf")) {
-        snprintf(p, sizeof p, "%s/%s", h->repo_dir, tag);
-        if (!relpath_ok(tag) || !exists(p)) return false;
-        snprintf(path, cap, "%s", p);
-        return true;
-    }
     snprintf(p, sizeof p, "%s/" MARKER, h->repo_dir);
     FILE *f = fopen(p, "r");
     if (!f) return false;
-    char line[2048];
-    bool ok = false;
-    while (fgets(line, sizeof line, f)) { /* "dir" or "gguf NAME", then the files */
+    char line[2048], found[2048] = "";
+    int matches = 0;
+    bool dir = false;
+    while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
-        if (!strcmp(line, "dir") && !tag) {
-            snprintf(path, cap, "%s", h->repo_dir);
-            ok = true;
-        } else if (!strncmp(line, "gguf ", 5) && (!tag || strcasestr(line + 5, tag))) {
-            snprintf(p, sizeof p, "%s/%s", h->repo_dir, line + 5);
-            if (exists(p)) {
-                snprintf(path, cap, "%s", p);
-                ok = true;
-            }
+        const char *file = !strncmp(line, "gguf ", 5) ? line + 5
+                           : !strncmp(line, "only ", 5) ? line + 5
+                                                        : NULL;
+        if (!strcmp(line, "dir")) dir = true;
+        if (!file || !relpath_ok(file)) continue;
+        bool hit = tag ? tag_matches(file, tag) : !strncmp(line, "only ", 5);
+        if (hit && strcmp(found, file) != 0) {
+            matches++;
+            snprintf(found, sizeof found, "%s", file);
         }
-        if (ok) break;
     }
     fclose(f);
-    return ok;
+    if (!tag && dir) {
+        snprintf(path, cap, "%s", h->repo_dir);
+        return true;
+    }
+    if (matches != 1) return false;
+    snprintf(p, sizeof p, "%s/%s", h->repo_dir, found);
+    if (!exists(p)) return false;
+    snprintf(path, cap, "%s", p);
+    return true;
 }
 
 static kiln_status download(struct hub *h, const char *tag, char *path, size_t cap)
@@ -540,7 +559,7 @@ static kiln_status download(struct hub *h, const char *tag, char *path, size_t c
         snprintf(marker, sizeof marker, "%s/" MARKER, h->repo_dir);
         FILE *f = fopen(marker, "a");
         if (f) {
-            if (gguf >= 0) fprintf(f, "gguf %s\n", all[gguf].path);
+            if (gguf >= 0) fprintf(f, "%s %s\n", tag ? "gguf" : "only", all[gguf].path);
             else fputs("dir\n", f);
             fclose(f);
         }
@@ -582,5 +601,15 @@ kiln_status hub_resolve(const char *spec, char *path, size_t cap, struct kiln_er
     if (offline && offline[0] && strcmp(offline, "0") != 0)
         return kiln_fail(err, KILN_EIO, "%s is not in the model cache (%s) and KILN_OFFLINE is "
                          "set", spec, h.root);
-    return download(&h, tag, path, cap);
+    /* one download of a repo at a time, across processes (kiln serve and kiln pull) */
+    char lock_path[8192];
+    snprintf(lock_path, sizeof lock_path, "%s/.lock", h.repo_dir);
+    int fd = make_parents(lock_path) ? open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+    if (fd < 0)
+        return kiln_fail(err, KILN_EIO, "%s: cannot create %s: %m", repo, lock_path);
+    flock(fd, LOCK_EX);
+    kiln_status st = cached(&h, tag, path, cap) ? KILN_OK : download(&h, tag, path, cap);
+    flock(fd, LOCK_UN);
+    close(fd);
+    return st;
 }

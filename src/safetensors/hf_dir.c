@@ -55,7 +55,7 @@ json_t *hf_read_json(const char *dir, const char *name, kiln_status *st, struct 
 static kiln_status cfg_int(struct hf_loader *l, const char *key, int dflt, int *out)
 {
     json_t *v = json_object_get(l->config, key);
-    if (!v && dflt > 0) {
+    if ((!v || json_is_null(v)) && dflt > 0) {
         *out = dflt;
         return KILN_OK;
     }
@@ -201,8 +201,20 @@ static kiln_status read_pipeline(struct hf_loader *l)
         const char *type = json_string_value(json_object_get(m, "type"));
         const char *path = json_string_value(json_object_get(m, "path"));
         if (!type) continue;
-        if (strstr(type, "Normalize")) normalize = true;
-        if (!strstr(type, "Pooling") || !path) continue;
+        const char *last = strrchr(type, '.');
+        last = last ? last + 1 : type;
+        if (!strcmp(last, "Normalize")) normalize = true;
+        if (!strcmp(last, "Transformer") || !strcmp(last, "Normalize")) continue;
+        if (strcmp(last, "Pooling") != 0) { /* a Dense layer, ...: the vectors would differ */
+            st = kiln_fail(l->err, KILN_EUNSUPP, "%s/modules.json: module '%.64s' is not "
+                           "supported (Transformer, Pooling and Normalize are)", l->dir, type);
+            break;
+        }
+        if (!path || !path[0] || strstr(path, "..") || path[0] == '/') {
+            st = kiln_fail(l->err, KILN_EFORMAT, "%s/modules.json: the Pooling module has a bad "
+                           "path", l->dir);
+            break;
+        }
         char name[512];
         snprintf(name, sizeof name, "%s/config.json", path);
         json_t *pc = hf_read_json(l->dir, name, &st, l->err);
@@ -351,10 +363,11 @@ static kiln_status add_tensor(struct hf_loader *l, const struct st_file *f,
     int64_t ne[GGUF_MAX_DIMS];
     for (int d = 0; d < t->n_dims; d++) ne[d] = t->shape[t->n_dims - 1 - d];
     const void *data = t->data;
-    bool q = strstr(name, ".attn_q.weight") != NULL, k = strstr(name, ".attn_k.weight") != NULL;
+    /* q and k (weights and biases) of llama: the rows of each head reordered */
+    bool q = strstr(name, ".attn_q.") != NULL, k = strstr(name, ".attn_k.") != NULL;
     if (l->arch == HF_LLAMA && (q || k)) {
         int heads = q ? l->n_head : l->n_head_kv;
-        if (t->n_dims != 2 || t->shape[0] != (int64_t)heads * l->head_dim || l->head_dim % 2)
+        if (t->n_dims > 2 || t->shape[0] != (int64_t)heads * l->head_dim || l->head_dim % 2)
             return kiln_fail(l->err, KILN_EFORMAT, "%s: tensor '%s' does not have %d heads of %d "
                              "rows", f->path, t->name, heads, l->head_dim);
         if (!(data = permute_rows(l, t, heads)))

@@ -333,26 +333,38 @@ static kiln_status bpe_keys(struct gguf_builder *b, struct vocab_build *v)
     gguf_builder_bool(b, "tokenizer.ggml.ignore_merges",
                       json_is_true(json_object_get(model, "ignore_merges")));
 
-    /* BOS: added by the post-processor's template when it starts with a special token */
+    /* BOS / EOS: added by the post-processor's template (alone or inside a Sequence) when it
+     * starts / ends with a special token */
     int32_t bos = id_of(v, config_token(v, "bos_token")), eos = id_of(v, config_token(v, "eos_token"));
-    bool add_bos = false;
-    json_t *post = json_object_get(v->tok, "post_processor");
-    json_t *first = json_array_get(json_object_get(post, "single"), 0);
-    json_t *special = json_object_get(first, "SpecialToken");
-    if (special) {
-        int32_t id = id_of(v, json_string_value(json_object_get(special, "id")));
-        if (id >= 0) {
-            bos = id;
-            add_bos = true;
-        }
+    bool add_bos = false, add_eos = false;
+    json_t *post = json_object_get(v->tok, "post_processor"), *single = NULL, *p;
+    size_t k;
+    if (json_is_array(json_object_get(post, "single"))) single = json_object_get(post, "single");
+    json_array_foreach(json_object_get(post, "processors"), k, p)
+        if (!single && json_is_array(json_object_get(p, "single"))) single = json_object_get(p, "single");
+    size_t n_single = json_array_size(single);
+    json_t *first = json_object_get(json_array_get(single, 0), "SpecialToken");
+    json_t *last = n_single > 1 ? json_object_get(json_array_get(single, n_single - 1), "SpecialToken")
+                                : NULL;
+    int32_t id = first ? id_of(v, json_string_value(json_object_get(first, "id"))) : -1;
+    if (id >= 0) {
+        bos = id;
+        add_bos = true;
+    }
+    id = last ? id_of(v, json_string_value(json_object_get(last, "id"))) : -1;
+    if (id >= 0) {
+        eos = id;
+        add_eos = true;
     }
     json_t *cfg_add = v->config ? json_object_get(v->config, "add_bos_token") : NULL;
     if (json_is_boolean(cfg_add)) add_bos = json_is_true(cfg_add);
+    cfg_add = v->config ? json_object_get(v->config, "add_eos_token") : NULL;
+    if (json_is_boolean(cfg_add)) add_eos = json_is_true(cfg_add);
     put_id(b, "tokenizer.ggml.bos_token_id", bos);
     put_id(b, "tokenizer.ggml.eos_token_id", eos);
     put_id(b, "tokenizer.ggml.padding_token_id", id_of(v, config_token(v, "pad_token")));
     gguf_builder_bool(b, "tokenizer.ggml.add_bos_token", add_bos && bos >= 0);
-    gguf_builder_bool(b, "tokenizer.ggml.add_eos_token", false);
+    gguf_builder_bool(b, "tokenizer.ggml.add_eos_token", add_eos && eos >= 0);
     return KILN_OK;
 }
 

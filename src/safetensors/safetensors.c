@@ -184,7 +184,7 @@ static kiln_status open_common(struct st_file *f, const char *name, struct st_fi
 {
     kiln_status st;
     if (!(f->path = strdup(name))) {
-        st = KILN_ENOMEM;
+        st = kiln_fail(err, KILN_ENOMEM, "%s: out of memory", name);
         goto fail;
     }
     if ((st = parse(f, err)) != KILN_OK) goto fail;
@@ -199,7 +199,7 @@ kiln_status st_open_memory(const void *buf, uint64_t size, const char *name,
                            struct st_file **out, struct kiln_err *err)
 {
     struct st_file *f = calloc(1, sizeof *f);
-    if (!f) return KILN_ENOMEM;
+    if (!f) return kiln_fail(err, KILN_ENOMEM, "%s: out of memory", name);
     f->base = buf;
     f->size = size;
     return open_common(f, name, out, err);
@@ -225,7 +225,7 @@ kiln_status st_open(const char *path, struct st_file **out, struct kiln_err *err
     struct st_file *f = calloc(1, sizeof *f);
     if (!f) {
         munmap(map, (size_t)sb.st_size);
-        return KILN_ENOMEM;
+        return kiln_fail(err, KILN_ENOMEM, "%s: out of memory", path);
     }
     f->base = map;
     f->size = (uint64_t)sb.st_size;

@@ -1,7 +1,8 @@
 /* POST /v1/embeddings: inputs (strings or token ids, one or many) tokenized, checked against
- * the model's limit (or truncated when asked), embedded in one batched pass and returned as
- * floats or base64 in OpenAI's shape. An encoder runs under the server's embedding lock; a
- * decoder runs on the scheduler thread between steps, which owns it. Not a contract. */
+ * the model's limit (or truncated when asked) and returned as floats or base64 in OpenAI's
+ * shape. An encoder embeds all inputs in one batched pass under the server's embedding lock;
+ * a decoder embeds one input per call on the scheduler thread, between generation steps, so
+ * generation keeps going and a client that leaves stops the work. Not a contract. */
 #include "server/server_internal.h"
 
 
@@ -25,11 +26,16 @@ static void run_embed(void *ctx)
     j->st = kiln_embed(j->model, j->ids, j->lens, j->n, j->out, &j->err);
 }
 
-/* Cuts ids to at most max tokens, keeping a final end-of-sequence token the tokenizer added. */
+/* Truncation on request: TEI's "truncate" keeps the first max tokens (a final end-of-sequence
+ * token the tokenizer added stays last); vLLM's "truncate_prompt_tokens" keeps the last ones. */
 static size_t truncate_ids(const struct server *srv, int32_t *ids, size_t n, size_t max,
-                           bool added_special)
+                           bool keep_last, bool added_special)
 {
     if (n <= max) return n;
+    if (keep_last) {
+        memmove(ids, ids + (n - max), max * sizeof *ids);
+        return max;
+    }
     int32_t eos = kiln_model_eos(srv->model);
     if (added_special && max > 1 && eos >= 0 && ids[n - 1] == eos) ids[max - 1] = eos;
     return max;
@@ -39,7 +45,11 @@ static json_t *embedding_value(const float *v, int dim, bool base64)
 {
     if (!base64) {
         json_t *arr = json_array();
-        for (int i = 0; arr && i < dim; i++) json_array_append_new(arr, json_real(v[i]));
+        for (int i = 0; arr && i < dim; i++)
+            if (json_array_append_new(arr, json_real(v[i])) != 0) { /* NaN or out of memory */
+                json_decref(arr);
+                return NULL;
+            }
         return arr;
     }
     /* little-endian float32 bytes, as OpenAI's clients decode them */
@@ -62,7 +72,7 @@ enum MHD_Result handle_embeddings(struct request *req)
         return send_oai_error(req, &oerr);
     enum MHD_Result result;
     int dim = kiln_model_n_embd(srv->model);
-    size_t n = r.n_prompts, limit = (size_t)kiln_model_max_embed_tokens(srv->model);
+    size_t n = r.n_prompts, limit = (size_t)server_max_model_len(srv);
     int32_t **ids = calloc(n, sizeof *ids);
     size_t *lens = calloc(n, sizeof *lens);
     float *out = malloc(n * (size_t)dim * sizeof(float));
@@ -105,7 +115,9 @@ enum MHD_Result handle_embeddings(struct request *req)
                                 "(ask for truncation with \"truncate\": true)", i, lens[i], limit);
             goto done;
         }
-        if (r.truncate) lens[i] = truncate_ids(srv, ids[i], lens[i], max, p->text != NULL);
+        if (r.truncate)
+            lens[i] = truncate_ids(srv, ids[i], lens[i], max, r.truncate_tokens != 0,
+                                   p->text != NULL);
         if (lens[i] == 0) {
             result = send_error(req, 400, "invalid_request_error", "input", NULL,
                                 "input %zu has no tokens", i);
@@ -115,9 +127,20 @@ enum MHD_Result handle_embeddings(struct request *req)
     }
     struct embed_job job = {srv->model, (const int32_t *const *)ids, lens, n, out, KILN_OK, {{0}}};
     if (srv->sched) {
-        if (scheduler_call(srv->sched, run_embed, &job) != KILN_OK) {
-            result = send_error(req, 503, "server_error", NULL, NULL, "the server is shutting down");
-            goto done;
+        for (size_t i = 0; i < n && job.st == KILN_OK; i++) {
+            struct embed_job one = {srv->model, (const int32_t *const *)ids + i, lens + i, 1,
+                                    out + i * (size_t)dim, KILN_OK, {{0}}};
+            if (client_gone(req)) { /* nobody to answer: stop spending the model's time */
+                result = MHD_NO;
+                goto done;
+            }
+            if (scheduler_call(srv->sched, run_embed, &one) != KILN_OK) {
+                result = send_error(req, 503, "server_error", NULL, NULL,
+                                    "the server is shutting down");
+                goto done;
+            }
+            job.st = one.st;
+            job.err = one.err;
         }
     } else {
         pthread_mutex_lock(&srv->embed_mu);
@@ -142,7 +165,9 @@ enum MHD_Result handle_embeddings(struct request *req)
         }
     }
     if (!data) {
-        result = send_error(req, 503, "server_error", NULL, NULL, "out of memory");
+        result = send_error(req, 500, "server_error", NULL, NULL,
+                            "the embedding could not be encoded (out of memory, or a value "
+                            "that is not a finite number)");
         goto done;
     }
     req->prompt_tokens = (int)total;

@@ -52,7 +52,8 @@ struct oai_request {
     bool base64;             /* encoding_format "base64" */
     int dimensions;          /* 0: not given */
     bool truncate;           /* cut long inputs to the model's limit instead of refusing */
-    int truncate_tokens;     /* > 0: to at most this many tokens */
+    int truncate_tokens;     /* vLLM's truncate_prompt_tokens: keep the last this many (-1:
+                              * the model's limit); 0: TEI's truncate keeps the first */
 };
 
 struct oai_error {

@@ -6,8 +6,8 @@
                                                         files over LFS_THRESHOLD bytes
     GET /ORG/NAME/resolve/main/PATH                     the file, honouring Range
 
-and can misbehave on purpose: drop the connection part-way through a file (once), or serve
-corrupted bytes. Every request is recorded."""
+and can misbehave on purpose: drop the connection part-way through a file (once), answer
+one request for a file with an error status, or serve corrupted bytes. Every request is recorded."""
 import hashlib
 import http.server
 import json
@@ -24,6 +24,7 @@ class FakeHub:
         self.requests = []        # (path, range header, authorization header)
         self.drop_after = {}      # file path in repo -> bytes to send before hanging up (once)
         self.corrupt = set()      # file paths served with one byte flipped
+        self.fail_once = {}       # file path in repo -> HTTP status answered once
         self.require_token = None
         hub = self
 
@@ -76,6 +77,8 @@ class FakeHub:
                 f = hub.root / org / name / path
                 if not f.is_file():
                     return self.send_bytes(404, b'{"error":"Entry not found"}')
+                if path in hub.fail_once:
+                    return self.send_bytes(hub.fail_once.pop(path), b'{"error":"try later"}')
                 data = f.read_bytes()
                 if path in hub.corrupt:
                     data = data[:-1] + bytes([data[-1] ^ 0xFF])

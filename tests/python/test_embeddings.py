@@ -150,6 +150,13 @@ def test_bad_directories_are_refused_by_name(kiln_bin, tiny_bert, tmp_path):
     (d / "config.json").write_text(json.dumps(dict(cfg, intermediate_size=96)))
     assert "blk.0.ffn_up.weight" in refused(kiln_bin, d)
 
+    d = copy("dense")
+    modules = json.loads((d / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_Dense",
+                    "type": "sentence_transformers.models.Dense"})
+    (d / "modules.json").write_text(json.dumps(modules))
+    assert "module 'sentence_transformers.models.Dense' is not supported" in refused(kiln_bin, d)
+
     d = copy("notok")
     (d / "vocab.txt").unlink()
     assert "no tokenizer.json or vocab.txt" in refused(kiln_bin, d)

@@ -98,3 +98,28 @@ def test_chat_template_comes_from_tokenizer_config(kiln_bin, qwen2_dir):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_bos_from_a_post_processor_sequence(kiln_bin, qwen2_dir, tmp_path):
+    """Llama 3's tokenizer.json adds <|begin_of_text|> by a TemplateProcessing inside a
+    Sequence, with no add_bos_token in tokenizer_config.json; here "!" (id 0) plays it."""
+    import shutil
+    d = tmp_path / "bos"
+    shutil.copytree(qwen2_dir, d)
+    tok = json.loads((d / "tokenizer.json").read_text())
+    plain = [int(x) for x in run_kiln(kiln_bin, "tokenize", "--model-path", d, "--prompt",
+                                      "Hello").split()]
+    tok["post_processor"] = {"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+         "use_regex": True},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "!", "type_id": 0}},
+                    {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [], "special_tokens": {"!": {"id": "!", "ids": [0], "tokens": ["!"]}}}]}
+    (d / "tokenizer.json").write_text(json.dumps(tok))
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    del cfg["add_bos_token"]
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    got = [int(x) for x in run_kiln(kiln_bin, "tokenize", "--model-path", d, "--prompt",
+                                    "Hello").split()]
+    assert got == [0] + plain

@@ -83,6 +83,16 @@ def test_dropped_connection_is_resumed(kiln_bin, hub, env):
     assert f"downloading {SHARD1} failed" in p.stderr and "attempt 1 of 4" in p.stderr
 
 
+def test_server_errors_are_retried_and_the_partial_file_kept(kiln_bin, hub, env):
+    hub.drop_after[SHARD1] = 50_000
+    hub.fail_once["model-00002-of-00002.safetensors"] = 503
+    p = kiln(kiln_bin, env, "pull", REPO)
+    assert p.returncode == 0, p.stderr
+    assert "HTTP 503" in p.stderr and "attempt 1 of 4" in p.stderr
+    ranges = [r[1] for r in hub.file_requests() if r[0].endswith(SHARD1)]
+    assert ranges == [None, "bytes=50000-"]
+
+
 def test_checksum_mismatch_is_refused_and_nothing_is_left(kiln_bin, hub, env):
     hub.corrupt.add(SHARD1)
     p = kiln(kiln_bin, env, "pull", REPO)
@@ -119,9 +129,13 @@ def test_gguf_repo_needs_a_quant_when_it_has_several(kiln_bin, hub, env):
     assert p.stdout.strip().endswith("kiln-test/gguf-repo/llama-gqa-Q8_0.gguf")
     downloaded = [r[0] for r in hub.file_requests()]
     assert len(downloaded) == 1 and downloaded[0].endswith("llama-gqa-Q8_0.gguf")
-    g = kiln(kiln_bin, dict(env, KILN_OFFLINE="1"), "generate", "--model-path",
-             "kiln-test/gguf-repo:Q8_0", "-p", "Hello", "-n", "4")
+    offline = dict(env, KILN_OFFLINE="1")
+    g = kiln(kiln_bin, offline, "generate", "--model-path", "kiln-test/gguf-repo:Q8_0", "-p",
+             "Hello", "-n", "4")
     assert g.returncode == 0, g.stderr
+    # offline answers as online would: without a tag the repo is still ambiguous
+    assert kiln(kiln_bin, offline, "pull", "kiln-test/gguf-repo").returncode != 0
+    assert kiln(kiln_bin, offline, "pull", "kiln-test/gguf-repo:LLAMA-GQA-Q8_0.GGUF").returncode == 0
 
 
 def test_token_is_sent_and_errors_name_the_cause(kiln_bin, hub, env):

@@ -93,13 +93,29 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(emb_server, emb_clien
 
 
 def test_truncation_when_asked(emb_server):
-    long_text = "word " * 600
-    r = httpx.post(emb_server.base_url + "/v1/embeddings",
-                   json={"input": long_text, "truncate": True})
-    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 512
-    r = httpx.post(emb_server.base_url + "/v1/embeddings",
-                   json={"input": long_text, "truncate_prompt_tokens": 20})
-    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 20
+    url = emb_server.base_url + "/v1/embeddings"
+
+    def embed(body):
+        r = httpx.post(url, json=dict(body, encoding_format="float"))
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["prompt_tokens"], np.array(r.json()["data"][0]["embedding"])
+
+    # TEI's truncate keeps the first tokens, and a text's [SEP] stays last
+    word = httpx.post(emb_server.base_url + "/tokenize",
+                      json={"content": "word", "add_special": False}).json()["tokens"][0]
+    n, cut = embed({"input": "word " * 600, "truncate": True})
+    assert n == 512
+    assert np.allclose(cut, embed({"input": [101] + [word] * 510 + [102]})[1], atol=1e-6)
+    n, cut = embed({"input": [101] + [word] * 600 + [102], "truncate": True})  # ids as given
+    assert n == 512
+    assert np.allclose(cut, embed({"input": [101] + [word] * 511})[1], atol=1e-6)
+    # vLLM's truncate_prompt_tokens keeps the last ones
+    n, _ = embed({"input": "word " * 600, "truncate_prompt_tokens": 20})
+    assert n == 20
+    ids = REF["tokens"][6]  # 50-odd tokens: [CLS] ... [SEP]
+    _, last = embed({"input": ids, "truncate_prompt_tokens": 8})
+    assert np.allclose(last, embed({"input": ids[-8:]})[1], atol=1e-6)
+    assert not np.allclose(last, embed({"input": ids[:8]})[1], atol=1e-3)
 
 
 def test_models_and_metrics(emb_server):
