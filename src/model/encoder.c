@@ -30,7 +30,7 @@ kiln_status encoder_state_init(struct encoder_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff = malloc(nb * ff * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * nb * sizeof(float));
-    s->act = malloc(nb * max_act_row_bytes(m));
+    s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
     if (!s->x || !s->tmp || !s->q || !s->k || !s->v || !s->attn || !s->ff || !s->scores ||
         !s->act) {
         encoder_state_free(s);
@@ -89,38 +89,81 @@ static void attention_worker(void *ctx, int ith, int nth)
     }
 }
 
+/* The element-wise stages of a layer, one token at a time (split among the threads). */
+enum token_stage { QKV_BIAS, ATTN_RESIDUAL, FFN_ACTIVATION, FFN_RESIDUAL };
+
+struct stage_job {
+    struct encoder_state *s;
+    const struct layer *L;
+    enum token_stage stage;
+    int n;
+};
+
+static void residual_norm(float *x, const float *o, const float *bias, const float *w,
+                          const float *b, int e, float eps)
+{
+    for (int i = 0; i < e; i++) x[i] += o[i] + bias[i];
+    layernorm(x, x, w, b, e, eps);
+}
+
+static void stage_worker(void *ctx, int ith, int nth)
+{
+    const struct stage_job *j = ctx;
+    struct encoder_state *s = j->s;
+    const struct layer *L = j->L;
+    const struct hparams *hp = &s->m->hp;
+    int e = hp->n_embd, qd = hp->n_head * hp->head_dim, ff = hp->n_ff;
+    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
+        size_t te = (size_t)t * (size_t)e;
+        switch (j->stage) {
+        case QKV_BIAS:
+            add_bias(s->q + (size_t)t * qd, L->bq, 1, qd);
+            add_bias(s->k + (size_t)t * qd, L->bk, 1, qd);
+            add_bias(s->v + (size_t)t * qd, L->bv, 1, qd);
+            break;
+        case ATTN_RESIDUAL:
+            residual_norm(s->x + te, s->tmp + te, L->bo, L->attn_out_norm, L->attn_out_norm_b, e,
+                          hp->norm_eps);
+            break;
+        case FFN_ACTIVATION: {
+            float *f = s->ff + (size_t)t * (size_t)ff;
+            for (int i = 0; i < ff; i++) {
+                float v = f[i] + L->ffn_up_b[i];
+                f[i] = hp->gelu_tanh ? gelu_tanh(v) : gelu_erf(v);
+            }
+            break;
+        }
+        case FFN_RESIDUAL:
+            residual_norm(s->x + te, s->tmp + te, L->ffn_down_b, L->out_norm, L->out_norm_b, e,
+                          hp->norm_eps);
+            break;
+        }
+    }
+}
+
+static void run_stage(struct encoder_state *s, const struct layer *L, enum token_stage stage,
+                      int n)
+{
+    struct stage_job job = {s, L, stage, n};
+    pool_run(s->m->pool, stage_worker, &job);
+}
+
 static void encoder_layer(struct encoder_state *s, const struct layer *L, const int *starts,
                           int n_seq, int n)
 {
     const struct model *m = s->m;
-    const struct hparams *hp = &m->hp;
-    int e = hp->n_embd, qd = hp->n_head * hp->head_dim, ff = hp->n_ff;
     matmul(m->pool, s->q, &L->wq, s->x, n, s->act);
     matmul_again(m->pool, s->k, &L->wk, &L->wq, s->x, n, s->act);
     matmul_again(m->pool, s->v, &L->wv, &L->wq, s->x, n, s->act);
-    add_bias(s->q, L->bq, n, qd);
-    add_bias(s->k, L->bk, n, qd);
-    add_bias(s->v, L->bv, n, qd);
+    run_stage(s, L, QKV_BIAS, n);
     struct attn_job job = {s, starts, n_seq, dot_kernel_for(DTYPE_F32)->dot, axpy_f32_for_cpu()};
     pool_run(m->pool, attention_worker, &job);
     matmul(m->pool, s->tmp, &L->wo, s->attn, n, s->act);
-    add_bias(s->tmp, L->bo, n, e);
-    for (int t = 0; t < n; t++) {
-        float *x = s->x + (size_t)t * e, *o = s->tmp + (size_t)t * e;
-        for (int i = 0; i < e; i++) x[i] += o[i];
-        layernorm(x, x, L->attn_out_norm, L->attn_out_norm_b, e, hp->norm_eps);
-    }
+    run_stage(s, L, ATTN_RESIDUAL, n);
     matmul(m->pool, s->ff, &L->ffn_up, s->x, n, s->act);
-    add_bias(s->ff, L->ffn_up_b, n, ff);
-    for (size_t i = 0; i < (size_t)n * (size_t)ff; i++)
-        s->ff[i] = hp->gelu_tanh ? gelu_tanh(s->ff[i]) : gelu_erf(s->ff[i]);
+    run_stage(s, L, FFN_ACTIVATION, n);
     matmul(m->pool, s->tmp, &L->ffn_down, s->ff, n, s->act);
-    add_bias(s->tmp, L->ffn_down_b, n, e);
-    for (int t = 0; t < n; t++) {
-        float *x = s->x + (size_t)t * e, *o = s->tmp + (size_t)t * e;
-        for (int i = 0; i < e; i++) x[i] += o[i];
-        layernorm(x, x, L->out_norm, L->out_norm_b, e, hp->norm_eps);
-    }
+    run_stage(s, L, FFN_RESIDUAL, n);
 }
 
 /* Pools sequence [a, b) of the final hidden states into out and normalizes it. */

@@ -71,7 +71,7 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->rope_cs = malloc((size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
                        sizeof(float));
-    s->act = malloc(nb * max_act_row_bytes(m));
+    s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
     s->router_logits = malloc(nb * ne * sizeof(float));

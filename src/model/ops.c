@@ -14,6 +14,59 @@ struct matmul_job {
 
 enum { ROW_TILE = 4 };
 
+/* Float rows (F32, or F16 / BF16 widened) for many tokens: the float activations of a long
+ * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
+ * into this thread's scratch) rather than once per row. Each output is still one dotn
+ * column, so results do not depend on the batch. */
+static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1, float *scratch)
+{
+    const struct weight *w = j->w;
+    bool widen = w->kern->widen != NULL;
+    dotn_fn dotn = widen ? w->kern->widened_dotn : w->kern->dotn;
+    size_t row_floats = (size_t)w->cols;
+    for (int64_t tile = r0; tile < r1; tile += WIDE_TILE) {
+        int rows = r1 - tile < WIDE_TILE ? (int)(r1 - tile) : WIDE_TILE;
+        const float *tile_rows[WIDE_TILE];
+        for (int i = 0; i < rows; i++) {
+            const uint8_t *row = w->data + (size_t)(tile + i) * w->row_bytes;
+            if (widen) {
+                w->kern->widen(scratch + (size_t)i * row_floats, row, w->cols);
+                tile_rows[i] = scratch + (size_t)i * row_floats;
+            } else {
+                tile_rows[i] = (const float *)row;
+            }
+        }
+        int t = 0;
+        dot_tile_fn tile_fn = w->kern->float_tile;
+        /* full tiles of TILE_ROWS x TILE_COLS, then the edges one row at a time */
+        for (; tile_fn && t + TILE_COLS <= j->n_tok; t += TILE_COLS) {
+            float *out = j->out + (size_t)t * (size_t)w->rows + (size_t)tile;
+            int i = 0;
+            for (; i + TILE_ROWS <= rows; i += TILE_ROWS)
+                tile_fn(tile_rows + i, j->act + (size_t)t * j->act_bytes, j->act_bytes, w->cols,
+                        out + i, (size_t)w->rows);
+            for (; i < rows; i++)
+                for (int c = 0; c < TILE_COLS; c += DOT_MAX_COLS) {
+                    int nc = TILE_COLS - c < DOT_MAX_COLS ? TILE_COLS - c : DOT_MAX_COLS;
+                    float res[DOT_MAX_COLS];
+                    dotn(tile_rows[i], j->act + (size_t)(t + c) * j->act_bytes, j->act_bytes, nc,
+                         w->cols, res);
+                    for (int k = 0; k < nc; k++) out[(size_t)(c + k) * (size_t)w->rows + (size_t)i] = res[k];
+                }
+        }
+        for (; t < j->n_tok; t += DOT_MAX_COLS) {
+            int nc = j->n_tok - t < DOT_MAX_COLS ? j->n_tok - t : DOT_MAX_COLS;
+            for (int i = 0; i < rows; i++) {
+                float res[DOT_MAX_COLS];
+                dotn(tile_rows[i], j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols,
+                     res);
+                for (int c = 0; c < nc; c++)
+                    j->out[(size_t)(t + c) * (size_t)w->rows + (size_t)(tile + i)] = res[c];
+            }
+        }
+    }
+}
+
 static void matmul_worker(void *ctx, int ith, int nth)
 {
     const struct matmul_job *j = ctx;
@@ -21,6 +74,12 @@ static void matmul_worker(void *ctx, int ith, int nth)
     int64_t tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
     int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
     int64_t r0 = t0 * ROW_TILE, r1 = t1 * ROW_TILE < w->rows ? t1 * ROW_TILE : w->rows;
+    if (j->n_tok > 1 && (w->kern->widen || (w->kern->act == ACT_F32 && w->kern->dotn))) {
+        float *scratch = (float *)(j->act + (size_t)j->n_tok * j->act_bytes) +
+                         (size_t)ith * WIDE_TILE * (size_t)w->cols;
+        matmul_float_rows(j, r0, r1, scratch);
+        return;
+    }
     dot_fn dot = w->kern->dot;
     dotn_fn dotn = w->kern->dotn;
     for (int64_t r = r0; r < r1; r++) {

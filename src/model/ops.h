@@ -5,8 +5,12 @@
 
 #include "model/model.h"
 
+/* Rows of F16 / BF16 weights widened at once per thread, for batches (see ops.c). */
+#define WIDE_TILE 8
+
 /* out[t][0..w->rows) = w . in[t] for t < n_tok; act is scratch of at least
- * n_tok * act_row_bytes(w->kern->act, w->cols) bytes. Runs on the pool. */
+ * (n_tok + WIDE_TILE * threads in the pool) * act_row_bytes(w->kern->act, w->cols) bytes
+ * (the extra rows: each thread's widened F16 / BF16 weight rows). Runs on the pool. */
 void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
             uint8_t *act);
 /* The same for an input that the previous matmul (with weight prev) just encoded into act:

@@ -104,7 +104,9 @@ static enum dtype fallback(enum dtype t, int64_t ne0)
 /* The type tensor t gets; its own type when it is not a weight matrix. */
 static enum dtype choose_type(const struct plan *p, const struct gguf_tensor *t)
 {
-    if (t->n_dims < 2 || !ends_with(t->name, ".weight")) return t->type;
+    /* llama.cpp adds BERT's token type row to F32 activations directly: keep it F32 */
+    if (t->n_dims < 2 || !ends_with(t->name, ".weight") || !strcmp(t->name, "token_types.weight"))
+        return t->type;
     const struct recipe *r = p->r;
     enum dtype type = r->base;
     if (!strcmp(t->name, "output.weight") ||

@@ -158,6 +158,9 @@ static kiln_status read_hparams(struct hf_loader *l)
                              json_string_value(pe));
         TRY(cfg_float(l, "layer_norm_eps", 1e-12, &x));
         put_f32(l, "attention.layer_norm_epsilon", x);
+        int types;
+        TRY(cfg_int(l, "type_vocab_size", 2, &types));
+        gguf_builder_u32(l->b, "tokenizer.ggml.token_type_count", (uint32_t)types); /* llama.cpp reads it */
         char key[64];
         snprintf(key, sizeof key, "%s.attention.causal", l->arch_name);
         gguf_builder_bool(l->b, key, false);

@@ -1,6 +1,7 @@
 /* Continuous batching is exact: a sequence's output is the same alone, batched with 1, 7 or
  * 31 others of different lengths, with and without prefix-cache hits, and when a tiny KV
- * pool forces preemptions. Greedy and seeded sampling both. Mirrors src/engine/scheduler.c
+ * pool forces preemptions; for quantized and for F16 / BF16 / F32 weights. Greedy and
+ * seeded sampling both. Mirrors src/engine/scheduler.c
  * through the offline batch API (src/api/kiln_batch.c). */
 #include "check.h"
 
@@ -164,15 +165,24 @@ static void test_refusals_are_per_request(void)
 
 int main(void)
 {
-    if (!(model = check_open_synthetic("llama-gqa.q8_0.gguf", 0))) return 1;
+    /* every weight layout the matmul handles its own way: integer dots (Q8_0), float tiles of
+     * widened rows (F16, BF16), float tiles of F32 rows */
+    const char *files[] = {"llama-gqa.q8_0.gguf", "llama-gqa.f16.gguf", "llama-gqa.bf16.gguf",
+                           "llama-gqa.f32.gguf"};
     make_prompts();
-    RUN(test_alone_runs_are_complete);
-    RUN(test_batched_with_1_7_31_others);
-    RUN(test_small_batches_and_chunked_prefill);
-    RUN(test_forced_preemption);
-    RUN(test_q8_0_cache_is_exact_too);
-    RUN(test_refusals_are_per_request);
-    kiln_batch_results_free(alone, N_SEQ);
-    kiln_model_free(model);
+    for (int f = 0; f < 4; f++) {
+        if (!(model = check_open_synthetic(files[f], 0))) return 1;
+        printf("%s\n", files[f]);
+        RUN(test_alone_runs_are_complete);
+        RUN(test_batched_with_1_7_31_others);
+        RUN(test_small_batches_and_chunked_prefill);
+        if (f == 0) {
+            RUN(test_forced_preemption);
+            RUN(test_q8_0_cache_is_exact_too);
+            RUN(test_refusals_are_per_request);
+        }
+        kiln_batch_results_free(alone, N_SEQ);
+        kiln_model_free(model);
+    }
     return check_summary();
 }

@@ -163,6 +163,70 @@ static void test_multi_column_dots_equal_single(void)
     CHECK(cpu_best_isa() == ISA_REF || checked >= 6, "only %d multi-column kernels", checked);
 }
 
+/* F16 / BF16 rows widened once and dotted with the F32 multi-column kernel give exactly what
+ * the row's own dot gives, token by token, for lengths with and without a tail. */
+static void test_widened_rows_equal_single_dots(void)
+{
+    static uint8_t w[2100 * 4];
+    static float wide[2100], a[DOT_MAX_COLS][2100];
+    const int64_t lengths[] = {2048, 2100 - 3, 37};
+    const enum dtype types[] = {DTYPE_F16, DTYPE_BF16};
+    int checked = 0;
+    for (int k = 0; k < 2; k++) {
+        const struct dot_kernel *kern = dot_kernel_for(types[k]);
+        if (!kern || !kern->widen) continue;
+        for (int l = 0; l < 3; l++) {
+            int64_t n = lengths[l];
+            random_row(types[k], w, n);
+            for (int c = 0; c < DOT_MAX_COLS; c++)
+                for (int64_t i = 0; i < n; i++) a[c][i] = next_f() * 4 - 2;
+            kern->widen(wide, w, n);
+            float out[DOT_MAX_COLS];
+            kern->widened_dotn(wide, a[0], sizeof a[0], DOT_MAX_COLS, n, out);
+            for (int c = 0; c < DOT_MAX_COLS; c++) {
+                float single = kern->dot(w, a[c], n);
+                CHECK(memcmp(&single, &out[c], sizeof single) == 0, "%s n=%lld col %d: %.9g vs %.9g",
+                      dtype_get(types[k])->name, (long long)n, c, out[c], single);
+            }
+            checked++;
+        }
+    }
+    CHECK(cpu_best_isa() == ISA_REF || checked == 6, "only %d widened cases", checked);
+}
+
+/* The AVX-512 float GEMM tile gives, for every (row, column), exactly the row type's own
+ * single-token dot: F32 rows as they are, F16 / BF16 rows widened. */
+static void test_float_tile_equals_single_dots(void)
+{
+    enum { N = 2100 - 5 }; /* a tail past the 16-wide steps */
+    static uint8_t w[TILE_ROWS][N * 4];
+    static float wide[TILE_ROWS][N], a[TILE_COLS][N];
+    const enum dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
+    int checked = 0;
+    for (int k = 0; k < 3; k++) {
+        const struct dot_kernel *kern = dot_kernel_for(types[k]);
+        if (!kern || !kern->float_tile) continue;
+        const float *rows[TILE_ROWS];
+        for (int r = 0; r < TILE_ROWS; r++) {
+            random_row(types[k], w[r], N);
+            if (kern->widen) kern->widen(wide[r], w[r], N);
+            rows[r] = kern->widen ? wide[r] : (const float *)w[r];
+        }
+        for (int c = 0; c < TILE_COLS; c++)
+            for (int64_t i = 0; i < N; i++) a[c][i] = next_f() * 4 - 2;
+        float out[TILE_COLS][TILE_ROWS];
+        kern->float_tile(rows, a[0], sizeof a[0], N, out[0], TILE_ROWS);
+        for (int r = 0; r < TILE_ROWS; r++)
+            for (int c = 0; c < TILE_COLS; c++) {
+                float single = kern->dot(w[r], a[c], N);
+                CHECK(memcmp(&single, &out[c][r], sizeof single) == 0, "%s row %d col %d: %.9g vs %.9g",
+                      dtype_get(types[k])->name, r, c, out[c][r], single);
+            }
+        checked++;
+    }
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d float tiles", checked);
+}
+
 /* The attention's row helpers: AVX2 versions equal the scalar ones bit for bit. */
 static void test_attention_row_helpers(void)
 {
@@ -261,6 +325,8 @@ int main(void)
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
     RUN(test_multi_column_dots_equal_single);
+    RUN(test_widened_rows_equal_single_dots);
+    RUN(test_float_tile_equals_single_dots);
     RUN(test_attention_row_helpers);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);

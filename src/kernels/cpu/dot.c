@@ -64,15 +64,24 @@ static void resolve_kernels(void)
     const dot_fn *tables[3] = {dot_table_ref, dot_table_avx2, dot_table_avx512};
     /* a multi-column kernel goes with the single-column one of its own ISA only */
     const dotn_fn *ntables[3] = {NULL, dotn_table_avx2, NULL};
+    const widen_fn *wtables[3] = {NULL, widen_table_avx2, NULL};
     for (int t = 0; t < DTYPE_COUNT; t++) {
         dot_fn fn = NULL;
-        dotn_fn fnn = NULL;
+        dotn_fn fnn = NULL, wide_dotn = NULL;
+        widen_fn widen = NULL;
         for (int isa = 0; isa < 3; isa++) {
             if (tables[isa][t]) {
                 fn = tables[isa][t];
                 fnn = ntables[isa] ? ntables[isa][t] : NULL;
+                widen = wtables[isa] ? wtables[isa][t] : NULL;
+                wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
-            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn};
+            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn,
+                                                  wide_dotn ? widen : NULL, wide_dotn, NULL};
+            /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
+            bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
+            if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
+                kernels[isa][t].float_tile = tile_f32_avx512;
         }
     }
 }
@@ -89,9 +98,10 @@ const struct dot_kernel *dot_kernel_for(enum dtype t)
     return dot_kernel_at(t, cpu_best_isa());
 }
 
-/* AVX-512 kernels have not paid yet: a VNNI port of the Q4_0 / Q4_1 / Q8_0 multi-column
+/* AVX-512 single-row dots have not paid: a VNNI port of the Q4_0 / Q4_1 / Q8_0 multi-column
  * dots measured no faster than AVX2 here (pp512 +2 %, tg128 -2 % on SmolLM2), so this ISA
- * falls back to AVX2 until a tiled GEMM makes it worth it. */
+ * falls back to AVX2 for them; its float GEMM tile (dot_avx512.c) serves batches of F32 /
+ * F16 / BF16 rows. */
 const dot_fn dot_table_avx512[DTYPE_COUNT] = {0};
 
 size_t act_row_bytes(enum act_type act, int64_t n)

@@ -26,10 +26,27 @@ typedef float (*dot_fn)(const void *w, const void *a, int64_t n);
 typedef void (*dotn_fn)(const void *w, const void *a, size_t stride, int n_cols, int64_t n,
                         float *out);
 
+/* Converts n weights of a row to floats. */
+typedef void (*widen_fn)(float *dst, const void *src, int64_t n);
+
+/* A GEMM tile for float rows: out[c * out_stride + r] = dot(w[r], activation row c) for
+ * TILE_ROWS rows and TILE_COLS activation rows at a, a + stride, ...; each output exactly as
+ * the F32 dot of the same build computes it. */
+#define TILE_ROWS 4
+#define TILE_COLS 6
+typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride, int64_t n,
+                            float *out, size_t out_stride);
+
 struct dot_kernel {
     enum act_type act;
     dot_fn dot;
-    dotn_fn dotn; /* NULL: call dot per column */
+    dotn_fn dotn;   /* NULL: call dot per column */
+    /* F16 / BF16 rows for several tokens: widen the row once, then widened_dotn (the F32
+     * multi-column dot of the same ISA, whose arithmetic equals dot's on the widened row) */
+    widen_fn widen;
+    dotn_fn widened_dotn;
+    /* F32, F16, BF16 with AVX-512: full tiles of float rows (edges use widened_dotn / dotn) */
+    dot_tile_fn float_tile;
 };
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
@@ -51,5 +68,7 @@ extern const dot_fn dot_table_ref[DTYPE_COUNT];
 extern const dot_fn dot_table_avx2[DTYPE_COUNT];
 extern const dot_fn dot_table_avx512[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
+extern const widen_fn widen_table_avx2[DTYPE_COUNT];
+extern const dot_tile_fn tile_f32_avx512;
 
 #endif

@@ -1,6 +1,7 @@
 /* AVX2 + FMA + F16C dot products for every weight type. Tested against dot_ref.c.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
+#include "kernels/cpu/hsum.h"
 #include "tensor/quant.h"
 
 #include <immintrin.h>
@@ -12,13 +13,6 @@ static inline float half(f16_t h)
     return _cvtsh_ss(h);
 }
 
-static inline float hsum_ps(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* Sum of products of 32 signed bytes, as 8 int32 lanes. */
 static inline __m256i dot_i8(__m256i x, __m256i y)
@@ -54,18 +48,31 @@ static inline __m256i high_bits(const uint8_t *qh)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
-static float dot_f32(const void *w, const void *a, int64_t n)
+/* F32 rows against up to 4 activation rows: the weights are loaded once for every column,
+ * and each column's arithmetic (two 8-lane accumulators over 16 elements a step, their sum,
+ * then a scalar tail) is exactly dot_f32's, which is this with one column. */
+static inline __attribute__((always_inline)) void dotn_f32_cols(const void *w, const void *a,
+                                                                 size_t stride, const int nc,
+                                                                 int64_t n, float *out)
 {
-    const float *x = w, *y = a;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const float *x = w;
+    __m256 acc0[DOT_MAX_COLS], acc1[DOT_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc0[c] = acc1[c] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        for (int c = 0; c < nc; c++) {
+            const float *y = (const float *)((const uint8_t *)a + (size_t)c * stride);
+            acc0[c] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(y + i), acc0[c]);
+            acc1[c] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(y + i + 8), acc1[c]);
+        }
     }
-    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
+    for (int c = 0; c < nc; c++) {
+        const float *y = (const float *)((const uint8_t *)a + (size_t)c * stride);
+        float s = hsum_ps(_mm256_add_ps(acc0[c], acc1[c]));
+        for (int64_t j = i; j < n; j++) s += x[j] * y[j];
+        out[c] = s;
+    }
 }
 
 static float dot_f16(const void *w, const void *a, int64_t n)
@@ -85,20 +92,45 @@ static float dot_f16(const void *w, const void *a, int64_t n)
     return s;
 }
 
+/* The same arithmetic as dot_f32 on the widened row (two accumulators, 16 a step, scalar
+ * tail), so a batch may widen a row once and use dotn_f32 for every token: equal results. */
 static float dot_bf16(const void *w, const void *a, int64_t n)
 {
     const bf16_t *x = w;
     const float *y = a;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i w0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256i w1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i + 8)));
+        acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)),
+                               _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)),
+                               _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += bf16_to_f32(x[i]) * y[i];
+    return s;
+}
+
+static void widen_f16(float *dst, const void *src, int64_t n)
+{
+    const f16_t *x = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) dst[i] = half(x[i]);
+}
+
+static void widen_bf16(float *dst, const void *src, int64_t n)
+{
+    const bf16_t *x = src;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i)));
-        __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-        acc = _mm256_fmadd_ps(xf, _mm256_loadu_ps(y + i), acc);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
     }
-    float s = hsum_ps(acc);
-    for (; i < n; i++) s += bf16_to_f32(x[i]) * y[i];
-    return s;
+    for (; i < n; i++) dst[i] = bf16_to_f32(x[i]);
 }
 
 /* The 32-element types with several activation rows: each weight block is loaded and
@@ -122,6 +154,8 @@ static float dot_bf16(const void *w, const void *a, int64_t n)
         name##_cols(w, a, 0, 1, n, &r);                                                            \
         return r;                                                                                  \
     }
+
+COLUMN_DISPATCH(dotn_f32, dot_f32)
 
 #define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
 
@@ -433,7 +467,13 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
 
 COLUMN_DISPATCH(dotn_q6_k, dot_q6_k)
 
+const widen_fn widen_table_avx2[DTYPE_COUNT] = {
+    [DTYPE_F16] = widen_f16,
+    [DTYPE_BF16] = widen_bf16,
+};
+
 const dotn_fn dotn_table_avx2[DTYPE_COUNT] = {
+    [DTYPE_F32] = dotn_f32,
     [DTYPE_Q4_0] = dotn_q4_0, [DTYPE_Q4_1] = dotn_q4_1, [DTYPE_Q8_0] = dotn_q8_0,
     [DTYPE_Q4_K] = dotn_q4_k, [DTYPE_Q5_K] = dotn_q5_k, [DTYPE_Q6_K] = dotn_q6_k,
 };
