@@ -227,6 +227,40 @@ static void test_float_tile_equals_single_dots(void)
     CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d float tiles", checked);
 }
 
+/* The AVX-512 VNNI tiles of the quantized types give, for every (row, column), exactly the
+ * single-token dot of the same type. */
+static void test_quant_tiles_equal_single_dots(void)
+{
+    enum { N = 2048 };
+    static uint8_t w[QTILE_ROWS][N * 2], a[QTILE_COLS][N * 2];
+    static float x[N];
+    int checked = 0;
+    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+        enum dtype t = weight_types[k];
+        const struct dot_kernel *kern = dot_kernel_for(t);
+        if (!kern || !kern->quant_tile) continue;
+        const void *rows[QTILE_ROWS];
+        for (int r = 0; r < QTILE_ROWS; r++) {
+            random_row(t, w[r], N);
+            rows[r] = w[r];
+        }
+        for (int c = 0; c < QTILE_COLS; c++) {
+            for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 7 == 0 ? 8.f : 1.f) - 0.5f;
+            act_encode(kern->act, a[c], x, N);
+        }
+        float out[QTILE_COLS][QTILE_ROWS];
+        kern->quant_tile(rows, a[0], sizeof a[0], N, out[0], QTILE_ROWS);
+        for (int r = 0; r < QTILE_ROWS; r++)
+            for (int c = 0; c < QTILE_COLS; c++) {
+                float single = kern->dot(w[r], a[c], N);
+                CHECK(memcmp(&single, &out[c][r], sizeof single) == 0, "%s row %d col %d: %.9g vs %.9g",
+                      dtype_get(t)->name, r, c, out[c][r], single);
+            }
+        checked++;
+    }
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 2, "only %d quantized tiles", checked);
+}
+
 /* The attention's row helpers: AVX2 versions equal the scalar ones bit for bit. */
 static void test_attention_row_helpers(void)
 {
@@ -327,6 +361,7 @@ int main(void)
     RUN(test_multi_column_dots_equal_single);
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);
+    RUN(test_quant_tiles_equal_single_dots);
     RUN(test_attention_row_helpers);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);

@@ -77,11 +77,13 @@ static void resolve_kernels(void)
                 wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
             kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn,
-                                                  wide_dotn ? widen : NULL, wide_dotn, NULL};
+                                                  wide_dotn ? widen : NULL, wide_dotn, NULL, NULL};
             /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
                 kernels[isa][t].float_tile = tile_f32_avx512;
+            if (isa == ISA_AVX512 && t == DTYPE_Q8_0 && fnn) kernels[isa][t].quant_tile = tile_q8_0_avx512;
+            if (isa == ISA_AVX512 && t == DTYPE_Q4_K && fnn) kernels[isa][t].quant_tile = tile_q4_k_avx512;
         }
     }
 }

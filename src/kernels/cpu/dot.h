@@ -37,6 +37,12 @@ typedef void (*widen_fn)(float *dst, const void *src, int64_t n);
 typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride, int64_t n,
                             float *out, size_t out_stride);
 
+/* The same for quantized rows (their encoded activations), QTILE_ROWS x QTILE_COLS. */
+#define QTILE_ROWS 4
+#define QTILE_COLS 4
+typedef void (*dot_qtile_fn)(const void *const *w, const void *a, size_t stride, int64_t n,
+                             float *out, size_t out_stride);
+
 struct dot_kernel {
     enum act_type act;
     dot_fn dot;
@@ -47,6 +53,8 @@ struct dot_kernel {
     dotn_fn widened_dotn;
     /* F32, F16, BF16 with AVX-512: full tiles of float rows (edges use widened_dotn / dotn) */
     dot_tile_fn float_tile;
+    /* quantized rows with AVX-512 VNNI: full tiles (edges use dotn) */
+    dot_qtile_fn quant_tile;
 };
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
@@ -70,5 +78,7 @@ extern const dot_fn dot_table_avx512[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 extern const widen_fn widen_table_avx2[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
+extern const dot_qtile_fn tile_q8_0_avx512;
+extern const dot_qtile_fn tile_q4_k_avx512;
 
 #endif

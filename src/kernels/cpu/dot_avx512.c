@@ -1,4 +1,6 @@
-/* AVX-512 float GEMM tile: TILE_ROWS float weight rows (F32, or F16 / BF16 widened) against
+/* AVX-512 GEMM tiles for batches, each output bit for bit the single-token AVX2 dot's.
+ *
+ * Float tile: TILE_ROWS float weight rows (F32, or F16 / BF16 widened) against
  * TILE_COLS activation rows, all full-length dots, with 24 zmm accumulators in registers.
  * Each output's arithmetic is exactly dot_f32's in dot_avx2.c: a zmm lane i holds what its
  * accumulator acc0 (lanes 0-7) or acc1 (lanes 8-15) holds there, the halves are added and
@@ -7,6 +9,7 @@
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
 #include "kernels/cpu/hsum.h"
+#include "tensor/quant.h"
 
 #include <immintrin.h>
 
@@ -40,3 +43,140 @@ static void tile_f32(const float *const *w, const void *a, size_t stride, int64_
 }
 
 const dot_tile_fn tile_f32_avx512 = tile_f32;
+
+/* Q8_0 tile: QTILE_ROWS rows against QTILE_COLS Q8A activation rows. Per block and output it
+ * does what dotn_q8_0 in dot_avx2.c does, in 8 lanes: the same int32 lane sums (VNNI's
+ * dpbusd of |w| and sign(a, w) equals maddubs + madd there: no pair can saturate), the same
+ * float scale (half(w.d) * a.d) and the same fused multiply-add into the lane accumulator,
+ * then the same hsum; the scale and the sign trick are shared across the tile. */
+static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    __m256 acc[QTILE_ROWS][QTILE_COLS];
+    const struct block_q8_0 *x[QTILE_ROWS];
+    const struct block_q8a *y[QTILE_COLS];
+    for (int r = 0; r < QTILE_ROWS; r++) x[r] = w[r];
+    for (int c = 0; c < QTILE_COLS; c++)
+        y[c] = (const struct block_q8a *)((const char *)a + (size_t)c * stride);
+#pragma GCC unroll 8
+    for (int r = 0; r < QTILE_ROWS; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        __m256i ax[QTILE_ROWS], sx[QTILE_ROWS];
+        float dx[QTILE_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < QTILE_ROWS; r++) {
+            sx[r] = _mm256_loadu_si256((const __m256i *)x[r][i].qs);
+            ax[r] = _mm256_sign_epi8(sx[r], sx[r]);
+            dx[r] = _cvtsh_ss(x[r][i].d);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < QTILE_COLS; c++) {
+            __m256i qy = _mm256_loadu_si256((const __m256i *)y[c][i].qs);
+            float dy = y[c][i].d;
+#pragma GCC unroll 8
+            for (int r = 0; r < QTILE_ROWS; r++) {
+                __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax[r],
+                                                  _mm256_sign_epi8(qy, sx[r]));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dx[r] * dy), _mm256_cvtepi32_ps(sum),
+                                            acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < QTILE_ROWS; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < QTILE_COLS; c++) out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]);
+}
+
+const dot_qtile_fn tile_q8_0_avx512 = tile_q8_0;
+
+/* Q4_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per super-block and
+ * output it does what dotn_q45_k_block in dot_avx2.c does. The integer sums are exact either
+ * way, so VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) may replace
+ * madd + add; the float steps, the same fused multiply-add of d * a.d per super-block and the
+ * same scalar sum of the mins, are done in the same order. */
+enum { Q4K_ROWS = 2 };
+
+static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block_q8_k *const *y,
+                           int64_t n, float *out, size_t out_stride)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[Q4K_ROWS][QTILE_COLS];
+    float mins[Q4K_ROWS][QTILE_COLS];
+#pragma GCC unroll 8
+    for (int r = 0; r < Q4K_ROWS; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < QTILE_COLS; c++) {
+            acc[r][c] = _mm256_setzero_ps();
+            mins[r][c] = 0;
+        }
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t sc[Q4K_ROWS][8], mn[Q4K_ROWS][8];
+        int summ[Q4K_ROWS][QTILE_COLS];
+        __m256i sumi[Q4K_ROWS][QTILE_COLS];
+#pragma GCC unroll 8
+        for (int r = 0; r < Q4K_ROWS; r++) {
+            for (int j = 0; j < 8; j++) k4_scale_min(j, x[r][i].scales, &sc[r][j], &mn[r][j]);
+            __m128i m8 = _mm_loadl_epi64((const __m128i *)mn[r]);
+            __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+#pragma GCC unroll 8
+            for (int c = 0; c < QTILE_COLS; c++) {
+                __m256i p = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums),
+                                              mins16);
+                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+                summ[r][c] = _mm_cvtsi128_si32(h);
+                sumi[r][c] = _mm256_setzero_si256();
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            __m256i lo[Q4K_ROWS], hi[Q4K_ROWS], s0[Q4K_ROWS], s1[Q4K_ROWS];
+#pragma GCC unroll 8
+            for (int r = 0; r < Q4K_ROWS; r++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(x[r][i].qs + 32 * j));
+                lo[r] = _mm256_and_si256(q, m4);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                s0[r] = _mm256_set1_epi16(sc[r][2 * j]);
+                s1[r] = _mm256_set1_epi16(sc[r][2 * j + 1]);
+            }
+#pragma GCC unroll 8
+            for (int c = 0; c < QTILE_COLS; c++) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j));
+                __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j + 32));
+#pragma GCC unroll 8
+                for (int r = 0; r < Q4K_ROWS; r++) {
+                    sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], _mm256_maddubs_epi16(lo[r], y0), s0[r]);
+                    sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], _mm256_maddubs_epi16(hi[r], y1), s1[r]);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < Q4K_ROWS; r++) {
+            float d = _cvtsh_ss(x[r][i].d), dmin = _cvtsh_ss(x[r][i].dmin);
+#pragma GCC unroll 8
+            for (int c = 0; c < QTILE_COLS; c++) {
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c][i].d),
+                                            _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+                mins[r][c] += dmin * y[c][i].d * (float)summ[r][c];
+            }
+        }
+    }
+    for (int r = 0; r < Q4K_ROWS; r++)
+        for (int c = 0; c < QTILE_COLS; c++)
+            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]) - mins[r][c];
+}
+
+static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    const struct block_q8_k *y[QTILE_COLS];
+    for (int c = 0; c < QTILE_COLS; c++)
+        y[c] = (const struct block_q8_k *)((const char *)a + (size_t)c * stride);
+    for (int r = 0; r < QTILE_ROWS; r += Q4K_ROWS)
+        tile_q4_k_rows((const struct block_q4_k *const *)w + r, y, n, out + r, out_stride);
+}
+
+const dot_qtile_fn tile_q4_k_avx512 = tile_q4_k;
