@@ -82,8 +82,11 @@ static void resolve_kernels(void)
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
                 kernels[isa][t].float_tile = tile_f32_avx512;
-            if (isa == ISA_AVX512 && t == DTYPE_Q8_0 && fnn) kernels[isa][t].quant_tile = tile_q8_0_avx512;
-            if (isa == ISA_AVX512 && t == DTYPE_Q4_K && fnn) kernels[isa][t].quant_tile = tile_q4_k_avx512;
+            /* the VNNI tiles compute as the AVX2 multi-column dots: only alongside them */
+            const dot_qtile_fn qtiles[DTYPE_COUNT] = {
+                [DTYPE_Q8_0] = tile_q8_0_avx512, [DTYPE_Q4_0] = tile_q4_0_avx512,
+                [DTYPE_Q4_1] = tile_q4_1_avx512, [DTYPE_Q4_K] = tile_q4_k_avx512};
+            if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtiles[t];
         }
     }
 }

@@ -79,6 +79,8 @@ extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 extern const widen_fn widen_table_avx2[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
 extern const dot_qtile_fn tile_q8_0_avx512;
+extern const dot_qtile_fn tile_q4_0_avx512;
+extern const dot_qtile_fn tile_q4_1_avx512;
 extern const dot_qtile_fn tile_q4_k_avx512;
 
 #endif

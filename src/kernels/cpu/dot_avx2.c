@@ -1,7 +1,7 @@
 /* AVX2 + FMA + F16C dot products for every weight type. Tested against dot_ref.c.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
-#include "kernels/cpu/hsum.h"
+#include "kernels/cpu/simd.h"
 #include "tensor/quant.h"
 
 #include <immintrin.h>
@@ -26,14 +26,6 @@ static inline __m256i dot_i8(__m256i x, __m256i y)
 static inline __m256i dot_u8i8(__m256i x, __m256i y)
 {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
-}
-
-/* The 32 nibbles of a 32-element block: low nibbles are elements 0..15, high 16..31. */
-static inline __m256i nibbles(const uint8_t *qs)
-{
-    __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
 }
 
 /* 0x10 in byte j where bit j of the 32-bit qh is set, else 0. */

@@ -8,7 +8,7 @@
  * the same alone (single-token dots) or in any batch. Tested against them in test_kernels.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
-#include "kernels/cpu/hsum.h"
+#include "kernels/cpu/simd.h"
 #include "tensor/quant.h"
 
 #include <immintrin.h>
@@ -44,32 +44,48 @@ static void tile_f32(const float *const *w, const void *a, size_t stride, int64_
 
 const dot_tile_fn tile_f32_avx512 = tile_f32;
 
-/* Q8_0 tile: QTILE_ROWS rows against QTILE_COLS Q8A activation rows. Per block and output it
- * does what dotn_q8_0 in dot_avx2.c does, in 8 lanes: the same int32 lane sums (VNNI's
- * dpbusd of |w| and sign(a, w) equals maddubs + madd there: no pair can saturate), the same
- * float scale (half(w.d) * a.d) and the same fused multiply-add into the lane accumulator,
- * then the same hsum; the scale and the sign trick are shared across the tile. */
-static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
+/* Tiles of the 32-element types Q8_0, Q4_0 and Q4_1: QTILE_ROWS rows against QTILE_COLS Q8A
+ * activation rows. Per block and output they do what dotn_q8_0 / dotn_q4_0 / dotn_q4_1 in
+ * dot_avx2.c do, in 8 lanes: the same int32 lane sums (VNNI's dpbusd of |w| and sign(a, w),
+ * or of Q4_1's unsigned w and a, equals maddubs + madd there: no pair can saturate), the same
+ * float scale (half(w.d) * a.d), the same fused multiply-add into the lane accumulator, the
+ * same scalar sum of Q4_1's offsets, then the same hsum. type is a constant in each use. */
+static inline __attribute__((always_inline)) void tile_q32(const void *const *w, const void *a,
+                                                           size_t stride, int64_t n, float *out,
+                                                           size_t out_stride, enum dtype type)
 {
     __m256 acc[QTILE_ROWS][QTILE_COLS];
-    const struct block_q8_0 *x[QTILE_ROWS];
+    float offs[QTILE_ROWS][QTILE_COLS];
     const struct block_q8a *y[QTILE_COLS];
-    for (int r = 0; r < QTILE_ROWS; r++) x[r] = w[r];
     for (int c = 0; c < QTILE_COLS; c++)
         y[c] = (const struct block_q8a *)((const char *)a + (size_t)c * stride);
 #pragma GCC unroll 8
     for (int r = 0; r < QTILE_ROWS; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
+        for (int c = 0; c < QTILE_COLS; c++) {
+            acc[r][c] = _mm256_setzero_ps();
+            offs[r][c] = 0;
+        }
     for (int64_t i = 0; i < n / QK; i++) {
         __m256i ax[QTILE_ROWS], sx[QTILE_ROWS];
-        float dx[QTILE_ROWS];
+        float dx[QTILE_ROWS], mx[QTILE_ROWS];
 #pragma GCC unroll 8
         for (int r = 0; r < QTILE_ROWS; r++) {
-            sx[r] = _mm256_loadu_si256((const __m256i *)x[r][i].qs);
-            ax[r] = _mm256_sign_epi8(sx[r], sx[r]);
-            dx[r] = _cvtsh_ss(x[r][i].d);
+            if (type == DTYPE_Q8_0) {
+                const struct block_q8_0 *b = (const struct block_q8_0 *)w[r] + i;
+                sx[r] = _mm256_loadu_si256((const __m256i *)b->qs);
+                dx[r] = _cvtsh_ss(b->d);
+            } else if (type == DTYPE_Q4_0) {
+                const struct block_q4_0 *b = (const struct block_q4_0 *)w[r] + i;
+                sx[r] = _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
+                dx[r] = _cvtsh_ss(b->d);
+            } else {
+                const struct block_q4_1 *b = (const struct block_q4_1 *)w[r] + i;
+                sx[r] = nibbles(b->qs);
+                dx[r] = _cvtsh_ss(b->d);
+                mx[r] = _cvtsh_ss(b->m);
+            }
+            ax[r] = type == DTYPE_Q4_1 ? sx[r] : _mm256_sign_epi8(sx[r], sx[r]);
         }
 #pragma GCC unroll 8
         for (int c = 0; c < QTILE_COLS; c++) {
@@ -77,20 +93,43 @@ static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_
             float dy = y[c][i].d;
 #pragma GCC unroll 8
             for (int r = 0; r < QTILE_ROWS; r++) {
-                __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax[r],
-                                                  _mm256_sign_epi8(qy, sx[r]));
+                __m256i sy = type == DTYPE_Q4_1 ? qy : _mm256_sign_epi8(qy, sx[r]);
+                __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax[r], sy);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dx[r] * dy), _mm256_cvtepi32_ps(sum),
                                             acc[r][c]);
+                if (type == DTYPE_Q4_1) offs[r][c] += mx[r] * y[c][i].sd;
             }
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < QTILE_ROWS; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]);
+        for (int c = 0; c < QTILE_COLS; c++)
+            out[(size_t)c * out_stride + (size_t)r] =
+                type == DTYPE_Q4_1 ? hsum_ps(acc[r][c]) + offs[r][c] : hsum_ps(acc[r][c]);
+}
+
+static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    tile_q32(w, a, stride, n, out, out_stride, DTYPE_Q8_0);
+}
+
+static void tile_q4_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    tile_q32(w, a, stride, n, out, out_stride, DTYPE_Q4_0);
+}
+
+static void tile_q4_1(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    tile_q32(w, a, stride, n, out, out_stride, DTYPE_Q4_1);
 }
 
 const dot_qtile_fn tile_q8_0_avx512 = tile_q8_0;
+const dot_qtile_fn tile_q4_0_avx512 = tile_q4_0;
+const dot_qtile_fn tile_q4_1_avx512 = tile_q4_1;
 
 /* Q4_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per super-block and
  * output it does what dotn_q45_k_block in dot_avx2.c does. The integer sums are exact either
