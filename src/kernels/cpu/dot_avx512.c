@@ -219,3 +219,92 @@ static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_
 }
 
 const dot_qtile_fn tile_q4_k_avx512 = tile_q4_k;
+
+/* Q6_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows: per super-block and output it
+ * computes dotn_q6_k's int32 lane sums (the same int16 products and differences; the
+ * activations' "32 x a" term once per column for all rows; dpwssd for madd + add, exact in
+ * integers) and then the same fused multiply-add of half(w.d) * a.d and the same hsum. */
+enum { Q6K_ROWS = 2 };
+
+static void tile_q6_k_rows(const struct block_q6_k *const *x, const struct block_q8_k *const *y,
+                           int64_t n, float *out, size_t out_stride)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    __m256 acc[Q6K_ROWS][QTILE_COLS];
+#pragma GCC unroll 8
+    for (int r = 0; r < Q6K_ROWS; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sumi[Q6K_ROWS][QTILE_COLS];
+#pragma GCC unroll 8
+        for (int r = 0; r < Q6K_ROWS; r++)
+#pragma GCC unroll 8
+            for (int c = 0; c < QTILE_COLS; c++) sumi[r][c] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q[Q6K_ROWS][4];
+#pragma GCC unroll 8
+            for (int r = 0; r < Q6K_ROWS; r++) {
+                const uint8_t *ql = x[r][i].ql + 64 * h, *qh = x[r][i].qh + 32 * h;
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+                q[r][0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                          _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+                q[r][1] = _mm256_or_si256(
+                    _mm256_and_si256(l1, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+                q[r][2] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+                q[r][3] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i scales[Q6K_ROWS];
+#pragma GCC unroll 8
+                for (int r = 0; r < Q6K_ROWS; r++) {
+                    const int8_t *sc = x[r][i].scales + 8 * h;
+                    scales[r] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
+                                                 _mm_set1_epi16(sc[2 * k]));
+                }
+#pragma GCC unroll 8
+                for (int c = 0; c < QTILE_COLS; c++) {
+                    __m256i yy = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * h + 32 * k));
+                    __m256i y32 = _mm256_maddubs_epi16(k32, yy);
+#pragma GCC unroll 8
+                    for (int r = 0; r < Q6K_ROWS; r++) {
+                        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r][k], yy), y32);
+                        sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], p, scales[r]);
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < Q6K_ROWS; r++) {
+            float dx = _cvtsh_ss(x[r][i].d);
+#pragma GCC unroll 8
+            for (int c = 0; c < QTILE_COLS; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[c][i].d),
+                                            _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+        }
+    }
+    for (int r = 0; r < Q6K_ROWS; r++)
+        for (int c = 0; c < QTILE_COLS; c++)
+            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]);
+}
+
+static void tile_q6_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    const struct block_q8_k *y[QTILE_COLS];
+    for (int c = 0; c < QTILE_COLS; c++)
+        y[c] = (const struct block_q8_k *)((const char *)a + (size_t)c * stride);
+    for (int r = 0; r < QTILE_ROWS; r += Q6K_ROWS)
+        tile_q6_k_rows((const struct block_q6_k *const *)w + r, y, n, out + r, out_stride);
+}
+
+const dot_qtile_fn tile_q6_k_avx512 = tile_q6_k;
