@@ -2,14 +2,11 @@
  * Contract: src/gguf/gguf.h. */
 #include "gguf/gguf.h"
 
+#include "base/map_file.h"
 #include "base/status.h"
 
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 #define MAX_ARRAY_DEPTH 4
@@ -362,28 +359,17 @@ kiln_status gguf_open_memory(const void *buf, uint64_t size, const char *name,
 
 kiln_status gguf_open(const char *path, struct gguf_file **out, struct kiln_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_fail(err, KILN_EIO, "%s: cannot open: %m", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return kiln_fail(err, KILN_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 24) {
-        close(fd);
-        return kiln_fail(err, KILN_EFORMAT, "%s: file too short for a GGUF header (%lld bytes)",
-                         path, (long long)sb.st_size);
-    }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return kiln_fail(err, KILN_EIO, "%s: cannot map: %m", path);
+    const uint8_t *base;
+    uint64_t size;
+    kiln_status st = map_file(path, 24, "GGUF", &base, &size, err);
+    if (st != KILN_OK) return st;
     struct gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
-        munmap(map, (size_t)sb.st_size);
+        map_file_release(base, size);
         return KILN_ENOMEM;
     }
-    g->base = map;
-    g->size = (uint64_t)sb.st_size;
+    g->base = base;
+    g->size = size;
     g->mapped = true;
     return open_common(g, path, out, err);
 }
@@ -400,7 +386,7 @@ void gguf_close(struct gguf_file *g)
     free(g->tensors);
     strmap_free(&g->kv_index);
     strmap_free(&g->tensor_index);
-    if (g->mapped) munmap((void *)g->base, g->size);
+    if (g->mapped) map_file_release(g->base, g->size);
     for (size_t i = g->n_owned; i-- > 0;) g->owned[i].release(g->owned[i].p);
     free(g->owned);
     free(g->path);

@@ -3,15 +3,12 @@
  * Contract: src/safetensors/safetensors.h. */
 #include "safetensors/safetensors.h"
 
+#include "base/map_file.h"
 #include "base/status.h"
 
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -207,28 +204,17 @@ kiln_status st_open_memory(const void *buf, uint64_t size, const char *name,
 
 kiln_status st_open(const char *path, struct st_file **out, struct kiln_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kiln_fail(err, KILN_EIO, "%s: cannot open: %m", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return kiln_fail(err, KILN_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 8) {
-        close(fd);
-        return kiln_fail(err, KILN_EFORMAT, "%s: file too short for a safetensors header "
-                         "(%lld bytes)", path, (long long)sb.st_size);
-    }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return kiln_fail(err, KILN_EIO, "%s: cannot map: %m", path);
+    const uint8_t *base;
+    uint64_t size;
+    kiln_status st = map_file(path, 8, "safetensors", &base, &size, err);
+    if (st != KILN_OK) return st;
     struct st_file *f = calloc(1, sizeof *f);
     if (!f) {
-        munmap(map, (size_t)sb.st_size);
+        map_file_release(base, size);
         return kiln_fail(err, KILN_ENOMEM, "%s: out of memory", path);
     }
-    f->base = map;
-    f->size = (uint64_t)sb.st_size;
+    f->base = base;
+    f->size = size;
     f->mapped = true;
     return open_common(f, path, out, err);
 }
@@ -239,7 +225,7 @@ void st_close(struct st_file *f)
     for (uint64_t i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     strmap_free(&f->index);
-    if (f->mapped) munmap((void *)f->base, f->size);
+    if (f->mapped) map_file_release(f->base, f->size);
     free(f->path);
     free(f);
 }

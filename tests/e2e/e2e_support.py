@@ -1,62 +1,16 @@
-"""Helpers the end-to-end tests import (conftest.py holds only fixtures): a real `kiln serve`
-as a context the tests start and stop, and OpenAI's own schemas to check responses."""
+"""Helpers the end-to-end tests import (conftest.py holds only fixtures): OpenAI's own schemas
+to check responses, and (from tests/python/kiln_testing.py) a real `kiln serve` the tests
+start and stop."""
 import functools
-import os
 import pathlib
-import signal
-import subprocess
 import sys
-import time
 
-import httpx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-from kiln_testing import KILN, SHARED, fetch_model, free_port  # noqa: E402,F401  (shared with tests/python)
+from kiln_testing import KILN, SHARED, Server, fetch_model, free_port  # noqa: E402,F401  (shared with tests/python)
 
 MODEL = "smollm2-135m-instruct"
-
-
-class Server:
-    """A running `kiln serve`; stop() sends SIGTERM and returns the exit code."""
-
-    def __init__(self, model_path, *args, env=None):
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        kiln = str(KILN)
-        self.log_path = pathlib.Path(f"/tmp/kiln-e2e-{self.port}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [kiln, "serve", "--model-path", model_path, "--port", str(self.port), "--threads",
-             "2", *map(str, args)], stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})})
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kiln serve exited {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"kiln serve did not become healthy:\n{self.log_text()}")
-
-    def log_text(self):
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self.log.close()
 
 
 def with_nullable(node):

@@ -1,10 +1,15 @@
 """Helpers the Python tests import (conftest.py holds only fixtures): where the repository,
-the shared test data and the kiln binary are, running kiln, and fetching real models."""
+the shared test data and the kiln binary are, running kiln, a `kiln serve` to start and
+stop, and fetching real models."""
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -14,7 +19,6 @@ KILN = pathlib.Path(os.environ.get("KILN_BIN", ROOT / "build" / "kiln"))
 
 def free_port():
     """A TCP port on loopback that nothing listens on right now."""
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -27,6 +31,48 @@ def run_kiln(kiln_bin, *args, timeout=600):
         pytest.fail(f"kiln {' '.join(map(str, args))} exited {proc.returncode}:\n"
                     f"{proc.stderr.decode(errors='replace')}")
     return proc.stdout
+
+
+class Server:
+    """A running `kiln serve`; stop() sends SIGTERM and returns the exit code."""
+
+    def __init__(self, model_path, *args, env=None):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        kiln = str(KILN)
+        self.log_path = pathlib.Path(f"/tmp/kiln-e2e-{self.port}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [kiln, "serve", "--model-path", model_path, "--port", str(self.port), "--threads",
+             "2", *map(str, args)], stdout=self.log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kiln serve exited {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"kiln serve did not become healthy:\n{self.log_text()}")
+
+    def log_text(self):
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.log.close()
 
 
 def fetch_model(name):

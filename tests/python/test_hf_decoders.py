@@ -9,13 +9,12 @@ directories to logits within 0.009 of llama.cpp's reference, so the layouts are 
 import json
 import subprocess
 import sys
-import time
 
 import httpx
 import jinja2
 import pytest
 
-from kiln_testing import ROOT, SHARED, free_port, run_kiln
+from kiln_testing import ROOT, SHARED, Server, run_kiln
 from logits_match import mismatches, tolerance_for
 
 SYNTHETIC = SHARED / "models" / "synthetic"
@@ -74,30 +73,17 @@ def test_directory_converts_to_gguf(kiln_bin, qwen2_dir, tmp_path):
 
 
 def test_chat_template_comes_from_tokenizer_config(kiln_bin, qwen2_dir):
-    port = free_port()
-    proc = subprocess.Popen([str(kiln_bin), "serve", "--model-path", str(qwen2_dir), "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    srv = Server(qwen2_dir)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.05)
         messages = [{"role": "user", "content": "Hello there"}]
-        got = httpx.post(base + "/tokenize", json={"messages": messages}).json()["tokens"]
+        got = httpx.post(srv.base_url + "/tokenize", json={"messages": messages}).json()["tokens"]
         text = jinja2.Environment().from_string(CHATML.read_text()).render(
             messages=messages, add_generation_prompt=True)
-        want = httpx.post(base + "/tokenize", json={"content": text,
-                                                    "add_special": False}).json()["tokens"]
+        want = httpx.post(srv.base_url + "/tokenize",
+                          json={"content": text, "add_special": False}).json()["tokens"]
         assert got == want and len(got) > 10
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert srv.stop() == 0, srv.log_text()
 
 
 def test_bos_from_a_post_processor_sequence(kiln_bin, qwen2_dir, tmp_path):

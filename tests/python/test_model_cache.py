@@ -7,13 +7,12 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from fake_hub import FakeHub
-from kiln_testing import ROOT, SHARED, free_port, run_kiln
+from kiln_testing import ROOT, SHARED, Server, run_kiln
 
 REPO = "kiln-test/tiny-bert"
 SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
@@ -152,22 +151,11 @@ def test_token_is_sent_and_errors_name_the_cause(kiln_bin, hub, env):
 
 
 def test_server_names_the_model_by_its_repo_id(kiln_bin, hub, env):
-    port = free_port()
-    proc = subprocess.Popen([str(kiln_bin), "serve", "--model-path", REPO, "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    srv = Server(REPO, env=env)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        models = httpx.get(base + "/v1/models").json()
+        models = httpx.get(srv.base_url + "/v1/models").json()
         assert models["data"][0]["id"] == REPO
-        r = httpx.post(base + "/v1/embeddings", json={"model": REPO, "input": "x"})
+        r = httpx.post(srv.base_url + "/v1/embeddings", json={"model": REPO, "input": "x"})
         assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 64
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert srv.stop() == 0, srv.log_text()

@@ -29,17 +29,35 @@ static char *read_file(const char *path, size_t *len)
 
 static int vectors_checked;
 
-/* Runs NAME.gguf.inp through the vocabulary NAME.gguf and compares with NAME.gguf.out. */
-static void check_vectors(const char *name)
+/* Opens ../shared/tokenizer/ggml-vocab-NAME.gguf and loads its vocabulary; false after
+ * printing why. Free with close_vocab. */
+static bool open_vocab(const char *name, struct gguf_file **g, struct vocab *v)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf", check_shared_dir(), name);
-    struct gguf_file *g = NULL;
     struct kiln_err err = {{0}};
-    CHECK(gguf_open(path, &g, &err) == KILN_OK, "%s", err.msg);
+    *g = NULL;
+    if (gguf_open(path, g, &err) != KILN_OK || vocab_load(v, *g, &err) != KILN_OK) {
+        fprintf(stderr, "  %s\n", err.msg);
+        gguf_close(*g);
+        return false;
+    }
+    return true;
+}
+
+static void close_vocab(struct gguf_file *g, struct vocab *v)
+{
+    vocab_free(v);
+    gguf_close(g);
+}
+
+/* Runs NAME.gguf.inp through the vocabulary NAME.gguf and compares with NAME.gguf.out. */
+static void check_vectors(const char *name)
+{
+    struct gguf_file *g;
     struct vocab v;
-    kiln_status st = vocab_load(&v, g, &err);
-    CHECK(st == KILN_OK, "%s", err.msg);
+    CHECK(open_vocab(name, &g, &v), "cannot open the %s vocabulary", name);
+    char path[1024];
     size_t in_len, out_len;
     snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.inp", check_shared_dir(), name);
     char *inp = read_file(path, &in_len);
@@ -78,8 +96,7 @@ static void check_vectors(const char *name)
     }
     free(inp);
     free(outp);
-    vocab_free(&v);
-    gguf_close(g);
+    close_vocab(g, &v);
     vectors_checked += cases;
     CHECK(failures == 0, "%s: %d of %d cases differ", name, failures, cases);
     CHECK(cases > 10, "%s: only %d cases read", name, cases);
@@ -100,13 +117,9 @@ static void test_tokenizer_bert_wordpiece_vectors(void) { check_vectors("bert-bg
  * cannot spell (or one over 100 characters) into one [UNK]. */
 static void test_tokenizer_wordpiece_specials_and_unknowns(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-bert-bge.gguf", check_shared_dir());
-    struct gguf_file *g = NULL;
-    struct kiln_err err = {{0}};
-    CHECK(gguf_open(path, &g, &err) == KILN_OK, "%s", err.msg);
+    struct gguf_file *g;
     struct vocab v;
-    CHECK(vocab_load(&v, g, &err) == KILN_OK, "%s", err.msg);
+    CHECK(open_vocab("bert-bge", &g, &v), "cannot open the bert-bge vocabulary");
     int32_t ids[256];
     int64_t n = vocab_tokenize(&v, "Hello [SEP]", 11, true, true, ids, 256);
     CHECK(n == 4 && ids[0] == 101 && ids[2] == 102 && ids[3] == 102, "n %lld: %d %d %d",
@@ -122,8 +135,7 @@ static void test_tokenizer_wordpiece_specials_and_unknowns(void)
     int len = vocab_piece(&v, 7592, false, piece, sizeof piece); /* "hello" */
     CHECK(len == 6 && memcmp(piece, " hello", 6) == 0, "piece '%.*s'", len, piece);
     CHECK(vocab_piece(&v, 101, false, piece, sizeof piece) == 0, "[CLS] renders as nothing");
-    vocab_free(&v);
-    gguf_close(g);
+    close_vocab(g, &v);
 }
 
 /* Decoding the ids of a text gives the text back (SPM drops the added leading space). */
@@ -132,13 +144,9 @@ static void test_tokenizer_roundtrips_text(void)
     const char *names[] = {"llama-spm", "gpt-2"};
     const char *text = "Hello world! Grüße, 你好 🌍\n\ttabs  and spaces";
     for (int k = 0; k < 2; k++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf", check_shared_dir(), names[k]);
-        struct gguf_file *g = NULL;
-        struct kiln_err err = {{0}};
-        CHECK(gguf_open(path, &g, &err) == KILN_OK, "%s", err.msg);
+        struct gguf_file *g;
         struct vocab v;
-        CHECK(vocab_load(&v, g, &err) == KILN_OK, "%s", err.msg);
+        CHECK(open_vocab(names[k], &g, &v), "cannot open %s", names[k]);
         int32_t ids[256];
         int64_t n = vocab_tokenize(&v, text, strlen(text), false, false, ids, 256);
         char out[512];
@@ -151,20 +159,15 @@ static void test_tokenizer_roundtrips_text(void)
         out[len] = 0;
         const char *got = out + (v.add_space_prefix && out[0] == ' ');
         CHECK(strcmp(got, text) == 0, "%s: decoded '%s'", names[k], got);
-        vocab_free(&v);
-        gguf_close(g);
+        close_vocab(g, &v);
     }
 }
 
 static void test_tokenizer_splits_special_tokens_only_when_asked(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-llama-spm.gguf", check_shared_dir());
-    struct gguf_file *g = NULL;
-    struct kiln_err err = {{0}};
-    CHECK(gguf_open(path, &g, &err) == KILN_OK, "%s", err.msg);
+    struct gguf_file *g;
     struct vocab v;
-    CHECK(vocab_load(&v, g, &err) == KILN_OK, "%s", err.msg);
+    CHECK(open_vocab("llama-spm", &g, &v), "cannot open the llama-spm vocabulary");
     const char *text = "a</s>b";
     int32_t ids[32];
     int64_t n = vocab_tokenize(&v, text, strlen(text), true, true, ids, 32);
@@ -175,8 +178,7 @@ static void test_tokenizer_splits_special_tokens_only_when_asked(void)
     CHECK(n > 3 && n <= 32, "literal text gave %lld ids", (long long)n); /* "</s>" is several */
     for (int64_t i = 0; i < n; i++) CHECK(ids[i] != v.eos && ids[i] != v.bos, "literal text split");
     CHECK(vocab_is_eog(&v, v.eos) && !vocab_is_eog(&v, 100), "end-of-generation set");
-    vocab_free(&v);
-    gguf_close(g);
+    close_vocab(g, &v);
 }
 
 int main(void)
