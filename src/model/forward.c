@@ -68,7 +68,8 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff_gate = malloc(nb * ff * sizeof(float));
     s->ff_up = malloc(nb * ff * sizeof(float));
-    s->rope_cs = malloc((size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
+    s->rope_cs = malloc((size_t)pool_size(m->pool) * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) *
+                        sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
                        sizeof(float));
     s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
@@ -152,7 +153,8 @@ static void attention_worker(void *ctx, int ith, int nth)
     float *tmp = scores + s->max_pos;
     bool expand = kv->type == DTYPE_Q8_0;
     int units = j->b->n * hp->n_head;
-    for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
+    /* interleaved, not in halves: a later position attends over more keys */
+    for (int u = ith; u < units; u += nth) {
         int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
         int pos = j->b->pos[t];
         const int32_t *table = j->b->block_tables[t];
@@ -179,47 +181,116 @@ static void attention_worker(void *ctx, int ith, int nth)
     }
 }
 
+/* The per-token stages around the matmuls, split among the threads by token (each token's
+ * arithmetic is its own, so the split changes no result). */
+enum token_stage { ATTN_NORM, QKV_ROPE_STORE, ATTN_RESIDUAL, FFN_NORM, FFN_RESIDUAL };
+
+struct stage_job {
+    struct forward_state *s;
+    const struct kv_store *kv;
+    const struct batch *b;
+    const struct layer *L;
+    int il;
+    bool local;
+    enum token_stage stage;
+};
+
+/* Bias, q/k norms, rotary embedding of token t, and its keys and values into the cache. */
+static void qkv_token(const struct stage_job *j, int t, float *rope_cs)
+{
+    struct forward_state *s = j->s;
+    const struct hparams *hp = &s->m->hp;
+    const struct layer *L = j->L;
+    int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
+    float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
+    add_bias(q, L->bq, 1, qd);
+    add_bias(k, L->bk, 1, kvd);
+    add_bias(v, L->bv, 1, kvd);
+    if (L->q_norm) {
+        for (int h = 0; h < hp->n_head; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
+        for (int h = 0; h < hp->n_head_kv; h++)
+            rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
+    }
+    const float *theta = s->m->rope_theta + (j->local ? hp->rope_dim / 2 : 0);
+    rope_angles(rope_cs, hp, theta, j->b->pos[t]); /* once for q and k */
+    rope(q, hp->n_head, hp, rope_cs);
+    rope(k, hp->n_head_kv, hp, rope_cs);
+    /* the rows are ours to write: this token's position in its own sequence */
+    const struct kv_store *kv = j->kv;
+    const int32_t *table = j->b->block_tables[t];
+    quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->k, j->il, table, j->b->pos[t]), k, kvd);
+    quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->v, j->il, table, j->b->pos[t]), v, kvd);
+}
+
+static void stage_worker(void *ctx, int ith, int nth)
+{
+    const struct stage_job *j = ctx;
+    struct forward_state *s = j->s;
+    const struct hparams *hp = &s->m->hp;
+    const struct layer *L = j->L;
+    int e = hp->n_embd, n = j->b->n;
+    float *rope_cs = s->rope_cs + (size_t)ith * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1);
+    for (int t = n * ith / nth; t < n * (ith + 1) / nth; t++) {
+        float *x = s->x + (size_t)t * e, *xn = s->xn + (size_t)t * e;
+        switch (j->stage) {
+        case ATTN_NORM: rmsnorm(xn, x, L->attn_norm, e, hp->rms_eps); break;
+        case FFN_NORM: rmsnorm(xn, x, L->ffn_norm, e, hp->rms_eps); break;
+        case QKV_ROPE_STORE: qkv_token(j, t, rope_cs); break;
+        case ATTN_RESIDUAL:
+            if (L->post_attn_norm) rmsnorm(xn, xn, L->post_attn_norm, e, hp->rms_eps);
+            for (int i = 0; i < e; i++) x[i] += xn[i];
+            break;
+        case FFN_RESIDUAL: {
+            float *out = s->ffn_out + (size_t)t * e;
+            if (L->post_ffn_norm) rmsnorm(out, out, L->post_ffn_norm, e, hp->rms_eps);
+            for (int i = 0; i < e; i++) x[i] += out[i];
+            break;
+        }
+        }
+    }
+}
+
+static void run_stage(const struct stage_job *j)
+{
+    if (j->b->n > 1) pool_run(j->s->m->pool, stage_worker, (void *)j);
+    else stage_worker((void *)j, 0, 1);
+}
+
 static void attention_block(struct forward_state *s, const struct kv_store *kv,
                             const struct batch *b, const struct layer *L, int il)
 {
     int n = b->n;
     const struct model *m = s->m;
-    const struct hparams *hp = &m->hp;
-    int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, e = hp->n_embd;
-    for (int t = 0; t < n; t++)
-        rmsnorm(s->xn + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->rms_eps);
+    bool local = layer_is_local(&m->hp, il);
+    struct stage_job st = {s, kv, b, L, il, local, ATTN_NORM};
+    run_stage(&st);
     /* q, k and v read the same input: encode it once. */
     matmul(m->pool, s->q, &L->wq, s->xn, n, s->act);
     matmul_again(m->pool, s->k, &L->wk, &L->wq, s->xn, n, s->act);
     matmul_again(m->pool, s->v, &L->wv, &L->wk, s->xn, n, s->act);
-    add_bias(s->q, L->bq, n, qd);
-    add_bias(s->k, L->bk, n, kvd);
-    add_bias(s->v, L->bv, n, kvd);
-    bool local = layer_is_local(hp, il);
-    const float *theta = m->rope_theta + (local ? hp->rope_dim / 2 : 0);
-    for (int t = 0; t < n; t++) {
-        float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
-        if (L->q_norm) {
-            for (int h = 0; h < hp->n_head; h++)
-                rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->rms_eps);
-            for (int h = 0; h < hp->n_head_kv; h++)
-                rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
-        }
-        rope_angles(s->rope_cs, hp, theta, b->pos[t]); /* once for q and k */
-        rope(q, hp->n_head, hp, s->rope_cs);
-        rope(k, hp->n_head_kv, hp, s->rope_cs);
-        /* the rows are ours to write: this token's position in its own sequence */
-        quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->k, il, b->block_tables[t], b->pos[t]), k, kvd);
-        quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->v, il, b->block_tables[t], b->pos[t]),
-                     s->v + (size_t)t * kvd, kvd);
-    }
+    st.stage = QKV_ROPE_STORE;
+    run_stage(&st);
     struct attn_job job = {s, kv, b, il, local};
     pool_run(m->pool, attention_worker, &job);
     matmul(m->pool, s->xn, &L->wo, s->attn, n, s->act);
-    for (int t = 0; t < n; t++) {
-        float *out = s->xn + (size_t)t * e, *x = s->x + (size_t)t * e;
-        if (L->post_attn_norm) rmsnorm(out, out, L->post_attn_norm, e, hp->rms_eps);
-        for (int i = 0; i < e; i++) x[i] += out[i];
+    st.stage = ATTN_RESIDUAL;
+    run_stage(&st);
+}
+
+struct glu_job {
+    struct forward_state *s;
+    size_t ff;
+    int n;
+    bool gelu;
+};
+
+/* act(gate) * up, token by token on every thread. */
+static void glu_worker(void *ctx, int ith, int nth)
+{
+    const struct glu_job *j = ctx;
+    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
+        float *g = j->s->ff_gate + (size_t)t * j->ff, *u = j->s->ff_up + (size_t)t * j->ff;
+        for (size_t i = 0; i < j->ff; i++) g[i] = (j->gelu ? gelu_tanh(g[i]) : silu(g[i])) * u[i];
     }
 }
 
@@ -231,9 +302,9 @@ static void dense_ffn(struct forward_state *s, const struct weight *gate, const 
     int ff = (int)gate->rows;
     matmul(m->pool, s->ff_gate, gate, in, n, s->act);
     matmul_again(m->pool, s->ff_up, up, gate, in, n, s->act);
-    bool gelu = m->hp.arch == ARCH_GEMMA3;
-    for (size_t i = 0; i < (size_t)n * ff; i++)
-        s->ff_gate[i] = (gelu ? gelu_tanh(s->ff_gate[i]) : silu(s->ff_gate[i])) * s->ff_up[i];
+    struct glu_job job = {s, (size_t)ff, n, m->hp.arch == ARCH_GEMMA3};
+    if (n > 1) pool_run(m->pool, glu_worker, &job);
+    else glu_worker(&job, 0, 1);
     matmul(m->pool, out, down, s->ff_gate, n, s->act);
 }
 
@@ -301,21 +372,16 @@ static void moe_ffn(struct forward_state *s, const struct layer *L, int n)
     }
 }
 
-static void ffn_block(struct forward_state *s, const struct layer *L, int n)
+static void ffn_block(struct forward_state *s, const struct batch *b, const struct layer *L)
 {
-    const struct hparams *hp = &s->m->hp;
-    int e = hp->n_embd;
-    for (int t = 0; t < n; t++)
-        rmsnorm(s->xn + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->rms_eps);
-    if (hp->n_expert > 0)
-        moe_ffn(s, L, n);
+    struct stage_job st = {s, NULL, b, L, 0, false, FFN_NORM};
+    run_stage(&st);
+    if (s->m->hp.n_expert > 0)
+        moe_ffn(s, L, b->n);
     else
-        dense_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, s->ffn_out, n);
-    for (int t = 0; t < n; t++) {
-        float *out = s->ffn_out + (size_t)t * e, *x = s->x + (size_t)t * e;
-        if (L->post_ffn_norm) rmsnorm(out, out, L->post_ffn_norm, e, hp->rms_eps);
-        for (int i = 0; i < e; i++) x[i] += out[i];
-    }
+        dense_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, s->ffn_out, b->n);
+    st.stage = FFN_RESIDUAL;
+    run_stage(&st);
 }
 
 /* Embeds the batch's tokens and runs every layer: s->x holds the last hidden states. */
@@ -333,7 +399,7 @@ static void run_layers(struct forward_state *s, const struct kv_store *kv, const
     }
     for (int il = 0; il < hp->n_layer; il++) {
         attention_block(s, kv, b, &m->layers[il], il);
-        ffn_block(s, &m->layers[il], n);
+        ffn_block(s, b, &m->layers[il]);
     }
 }
 
