@@ -261,6 +261,22 @@ static void test_quant_tiles_equal_single_dots(void)
     CHECK(cpu_best_isa() < ISA_AVX512 || checked == 5, "only %d quantized tiles", checked);
 }
 
+/* The AVX2 activation encoder writes exactly the scalar encoder's bytes (rounding ties,
+ * zeros, large and tiny values included). */
+static void test_q8a_encoders_agree(void)
+{
+    if (cpu_best_isa() < ISA_AVX2) return;
+    enum { N = 32 * 64 };
+    static float x[N];
+    static struct block_q8a a[N / 32], b[N / 32];
+    for (int i = 0; i < N; i++) x[i] = (next_f() - 0.5f) * (i % 97 == 0 ? 1e4f : 3.f);
+    for (int i = 0; i < 32; i++) x[i] = 0;                 /* an all-zero block */
+    for (int i = 32; i < 64; i++) x[i] = (float)(i - 48) * 0.5f; /* exact .5 ties */
+    quantize_row_q8a(a, x, N);
+    quantize_row_q8a_avx2(b, x, N);
+    CHECK(memcmp(a, b, sizeof a) == 0, "the AVX2 q8a encoding differs");
+}
+
 /* The attention's row helpers: AVX2 versions equal the scalar ones bit for bit. */
 static void test_attention_row_helpers(void)
 {
@@ -362,6 +378,7 @@ int main(void)
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);
     RUN(test_quant_tiles_equal_single_dots);
+    RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);

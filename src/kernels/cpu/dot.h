@@ -68,8 +68,11 @@ const char *cpu_isa_name(enum cpu_isa isa);
 
 /* Bytes of n activations encoded as act (n a multiple of its block). */
 size_t act_row_bytes(enum act_type act, int64_t n);
-/* Encodes n floats as act into dst (act_row_bytes bytes). */
+/* Encodes n floats as act into dst (act_row_bytes bytes), with the best ISA (every ISA
+ * writes the same bytes). */
 void act_encode(enum act_type act, void *dst, const float *x, int64_t n);
+struct block_q8a;
+void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n);
 
 /* The per-ISA tables, filled with designated initializers; NULL entries fall back. */
 extern const dot_fn dot_table_ref[DTYPE_COUNT];
