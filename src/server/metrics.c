@@ -97,6 +97,13 @@ void metrics_inter_token(struct metrics *m, double seconds)
     pthread_mutex_unlock(&m->mu);
 }
 
+static void put_counter(struct buf *t, const char *name, const char *help, const char *labels,
+                        unsigned long long value)
+{
+    buf_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s{%s} %llu\n", name, help, name, name,
+               labels, value);
+}
+
 static void put_histogram(struct buf *t, const char *name, const char *help,
                           const struct histogram *h, const char *labels)
 {
@@ -138,18 +145,14 @@ char *metrics_render(struct metrics *m, const struct sched_stats *s, const char 
     for (int i = 0; i < N_FINISH; i++)
         buf_printf(&t, "kiln:request_finished_total{%s,finished_reason=\"%s\"} %llu\n", labels,
             finish_names[i], m->by_finish[i]);
-    buf_printf(&t, "# HELP kiln:prompt_tokens_total Prompt tokens processed.\n"
-            "# TYPE kiln:prompt_tokens_total counter\nkiln:prompt_tokens_total{%s} %llu\n",
-        labels, m->prompt_tokens);
-    buf_printf(&t, "# HELP kiln:generation_tokens_total Tokens generated.\n"
-            "# TYPE kiln:generation_tokens_total counter\nkiln:generation_tokens_total{%s} %llu\n",
-        labels, m->generation_tokens);
-    buf_printf(&t, "# HELP kiln:embedding_inputs_total Inputs embedded.\n"
-            "# TYPE kiln:embedding_inputs_total counter\nkiln:embedding_inputs_total{%s} %llu\n",
-        labels, m->embedding_inputs);
-    buf_printf(&t, "# HELP kiln:embedding_tokens_total Tokens of the inputs embedded.\n"
-            "# TYPE kiln:embedding_tokens_total counter\nkiln:embedding_tokens_total{%s} %llu\n",
-        labels, m->embedding_tokens);
+    put_counter(&t, "kiln:prompt_tokens_total", "Prompt tokens processed.", labels,
+                m->prompt_tokens);
+    put_counter(&t, "kiln:generation_tokens_total", "Tokens generated.", labels,
+                m->generation_tokens);
+    put_counter(&t, "kiln:embedding_inputs_total", "Inputs embedded.", labels,
+                m->embedding_inputs);
+    put_counter(&t, "kiln:embedding_tokens_total", "Tokens of the inputs embedded.", labels,
+                m->embedding_tokens);
     put_histogram(&t, "kiln:time_to_first_token_seconds", "Time from request to first token.",
                   &m->ttft, labels);
     put_histogram(&t, "kiln:inter_token_latency_seconds", "Time between tokens of a sequence.",
