@@ -262,7 +262,7 @@ static void test_quant_tiles_equal_single_dots(void)
 }
 
 /* The AVX2 activation encoder writes exactly the scalar encoder's bytes (rounding ties,
- * zeros, large and tiny values included). */
+ * zeros, large and tiny values, NaN and infinities included). */
 static void test_q8a_encoders_agree(void)
 {
     if (cpu_best_isa() < ISA_AVX2) return;
@@ -272,6 +272,9 @@ static void test_q8a_encoders_agree(void)
     for (int i = 0; i < N; i++) x[i] = (next_f() - 0.5f) * (i % 97 == 0 ? 1e4f : 3.f);
     for (int i = 0; i < 32; i++) x[i] = 0;                 /* an all-zero block */
     for (int i = 32; i < 64; i++) x[i] = (float)(i - 48) * 0.5f; /* exact .5 ties */
+    x[64 + 5] = NAN;                                        /* a block with NaN */
+    x[96 + 7] = INFINITY;                                   /* one with infinity */
+    for (int i = 128; i < 160; i++) x[i] = 1e-39f * (float)(i - 140); /* subnormal scale */
     quantize_row_q8a(a, x, N);
     quantize_row_q8a_avx2(b, x, N);
     CHECK(memcmp(a, b, sizeof a) == 0, "the AVX2 q8a encoding differs");

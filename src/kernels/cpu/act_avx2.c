@@ -1,26 +1,33 @@
 /* AVX2 encoding of activations for the 32-element types: the same block_q8a bytes as
  * quantize_row_q8a (src/tensor/quantize.c) computes, eight lanes at a time (the absolute
  * maximum is order-free, x * id is one rounding either way, and cvtps rounds to nearest
- * even as lrintf does). Tested against it in test_kernels. Contract: src/kernels/cpu/dot.h. */
+ * even as lrintf does); a block with NaN, infinities or a scale too small to invert goes to
+ * the scalar encoder. Tested against it in test_kernels. Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
 #include "tensor/quant.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
-        __m256 v[4], m = _mm256_setzero_ps();
+        __m256 v[4], m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(x + 8 * k);
             m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q));
         }
         __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         h = _mm_max_ss(h, _mm_movehdup_ps(h));
         float amax = _mm_cvtss_f32(h);
         float d = amax / 127.0f, id = amax ? 127.0f / amax : 0.0f;
+        if (_mm256_movemask_ps(nan) || !isfinite(amax) || !isfinite(id)) {
+            quantize_row_q8a(&y[i], x, QK); /* NaN, inf or subnormal scale: as the scalar does */
+            continue;
+        }
         __m256 vid = _mm256_set1_ps(id);
         __m256i q[4], sum = _mm256_setzero_si256();
         for (int k = 0; k < 4; k++) {

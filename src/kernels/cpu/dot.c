@@ -34,9 +34,10 @@ static void detect_isa(void)
     bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         isa = ISA_AVX2;
+    /* everything dot_avx512.c is built for (-mavx512f/bw/vl/dq/vnni) */
     if (isa == ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512vnni"))
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
         isa = ISA_AVX512;
     if (force && strcmp(force, "ref") == 0) isa = ISA_REF;
     if (force && strcmp(force, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
