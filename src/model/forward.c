@@ -31,6 +31,7 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->key_dot = dot_kernel_for(type == DTYPE_Q8_0 ? DTYPE_F32 : type);
     kv->axpy_f16 = axpy_f16_for_cpu();
     kv->axpy_f32 = axpy_f32_for_cpu();
+    kv->axpy_rows = type == DTYPE_Q8_0 ? NULL : axpy_rows_for_cpu(type == DTYPE_F16);
     /* calloc: pages the cache never touches are never backed by memory */
     kv->k = calloc(bytes ? bytes : 1, 1);
     kv->v = calloc(bytes ? bytes : 1, 1);
@@ -160,23 +161,44 @@ static void attention_worker(void *ctx, int ith, int nth)
         const int32_t *table = j->b->block_tables[t];
         int lo = j->local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
         const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-        for (int p = lo; p <= pos; p++) {
+        /* a block's positions are consecutive rows: one call per block where the kernels
+         * have a rows form (the same arithmetic per position as the one-row calls) */
+        for (int p = lo; p <= pos;) {
+            int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
+            int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (expand) dequantize_row(kv->type, tmp, k, hd);
-            scores[p - lo] = kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
+            if (kv->key_dot->rows && !expand) {
+                kv->key_dot->rows(scores + (p - lo), k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
+            } else {
+                for (int i = 0; i < cnt; i++, k += kv->row_bytes) {
+                    if (expand) dequantize_row(kv->type, tmp, k, hd);
+                    scores[p + i - lo] =
+                        kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
+                }
+            }
+            p += cnt;
         }
         softmax(scores, pos - lo + 1);
         float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
         memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = lo; p <= pos; p++) {
+        for (int p = lo; p <= pos;) {
+            int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
+            int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            float w = scores[p - lo];
-            if (kv->type == DTYPE_F16) kv->axpy_f16(out, w, (const f16_t *)v, hd);
-            else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w, (const float *)v, hd);
-            else {
-                dequantize_row(kv->type, tmp, v, hd);
-                kv->axpy_f32(out, w, tmp, hd);
+            if (kv->axpy_rows) {
+                kv->axpy_rows(out, scores + (p - lo), v, kv->row_bytes, cnt, hd);
+            } else {
+                for (int i = 0; i < cnt; i++, v += kv->row_bytes) {
+                    float w = scores[p + i - lo];
+                    if (kv->type == DTYPE_F16) kv->axpy_f16(out, w, (const f16_t *)v, hd);
+                    else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w, (const float *)v, hd);
+                    else {
+                        dequantize_row(kv->type, tmp, v, hd);
+                        kv->axpy_f32(out, w, tmp, hd);
+                    }
+                }
             }
+            p += cnt;
         }
     }
 }

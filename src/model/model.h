@@ -115,6 +115,7 @@ struct kv_store {
     const struct dot_kernel *key_dot; /* F16 / F32 keys in place; Q8_0 keys once expanded */
     axpy_f16_fn axpy_f16;
     axpy_f32_fn axpy_f32;
+    axpy_rows_fn axpy_rows; /* F16 / F32 values a block at a time, or NULL */
 };
 
 /* Allocates n_blocks blocks of type (F32, F16, or Q8_0 when n_head_kv * head_dim is a

@@ -300,6 +300,44 @@ static void test_attention_row_helpers(void)
     CHECK(!memcmp(y1, y2, sizeof y1), "axpy_f16 differs");
 }
 
+/* A KV block at a time: the rows forms of the key dot and of axpy give exactly what one
+ * call per row gives (F16 and F32 rows of 64 with a stride, as heads in a KV row). */
+static void test_attention_rows_forms_equal_row_calls(void)
+{
+    enum { HD = 64, ROWS = 16, STRIDE = 3 * HD };
+    static f16_t k16[ROWS * STRIDE];
+    static float k32[ROWS * STRIDE], q[HD], w[ROWS], a[ROWS], b[ROWS], y1[HD], y2[HD];
+    for (int i = 0; i < ROWS * STRIDE; i++) {
+        k32[i] = next_f() * 2 - 1;
+        k16[i] = f32_to_f16(k32[i]);
+    }
+    for (int i = 0; i < HD; i++) q[i] = next_f() - 0.5f;
+    for (int r = 0; r < ROWS; r++) w[r] = next_f();
+    const enum dtype types[] = {DTYPE_F16, DTYPE_F32};
+    int checked = 0;
+    for (int k = 0; k < 2; k++) {
+        const struct dot_kernel *kern = dot_kernel_for(types[k]);
+        axpy_rows_fn rows_axpy = axpy_rows_for_cpu(types[k] == DTYPE_F16);
+        if (!kern->rows || !rows_axpy) continue;
+        const void *base = types[k] == DTYPE_F16 ? (const void *)k16 : (const void *)k32;
+        size_t stride = (types[k] == DTYPE_F16 ? sizeof(f16_t) : sizeof(float)) * STRIDE;
+        kern->rows(a, base, stride, ROWS, q, HD, 0.125f);
+        memset(y1, 0, sizeof y1);
+        memset(y2, 0, sizeof y2);
+        rows_axpy(y1, w, base, stride, ROWS, HD);
+        for (int r = 0; r < ROWS; r++) {
+            const void *row = (const char *)base + (size_t)r * stride;
+            b[r] = kern->dot(row, q, HD) * 0.125f;
+            if (types[k] == DTYPE_F16) axpy_f16_for_cpu()(y2, w[r], row, HD);
+            else axpy_f32_for_cpu()(y2, w[r], row, HD);
+        }
+        CHECK(!memcmp(a, b, sizeof a), "%s key rows differ", dtype_get(types[k])->name);
+        CHECK(!memcmp(y1, y2, sizeof y1), "%s axpy rows differ", dtype_get(types[k])->name);
+        checked++;
+    }
+    CHECK(cpu_best_isa() == ISA_REF || checked == 2, "only %d rows forms", checked);
+}
+
 static void test_f16_conversion_roundtrips(void)
 {
     for (uint32_t h = 0; h < 65536; h++) {
@@ -383,6 +421,7 @@ int main(void)
     RUN(test_quant_tiles_equal_single_dots);
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
+    RUN(test_attention_rows_forms_equal_row_calls);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));

@@ -23,3 +23,9 @@ axpy_f16_fn axpy_f16_for_cpu(void)
 {
     return cpu_best_isa() >= ISA_AVX2 ? axpy_f16_avx2 : axpy_f16_ref;
 }
+
+axpy_rows_fn axpy_rows_for_cpu(int f16)
+{
+    if (cpu_best_isa() < ISA_AVX2) return NULL;
+    return f16 ? axpy_f16_rows_avx2 : axpy_f32_rows_avx2;
+}

@@ -4,7 +4,7 @@
 #include <immintrin.h>
 
 /* The tails use separate multiply and add, as the vector part does (no contraction). */
-void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
+static inline void axpy32(float *y, float a, const float *x, int64_t n)
 {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -14,7 +14,7 @@ void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-void axpy_f16_avx2(float *y, float a, const f16_t *x, int64_t n)
+static inline void axpy16(float *y, float a, const f16_t *x, int64_t n)
 {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -23,4 +23,29 @@ void axpy_f16_avx2(float *y, float a, const f16_t *x, int64_t n)
         _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, v)));
     }
     for (; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+}
+
+void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
+{
+    axpy32(y, a, x, n);
+}
+
+void axpy_f16_avx2(float *y, float a, const f16_t *x, int64_t n)
+{
+    axpy16(y, a, x, n);
+}
+
+/* Several rows in order, each exactly as the single-row call adds it. */
+void axpy_f32_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
+                        int64_t n)
+{
+    for (int r = 0; r < rows; r++)
+        axpy32(y, w[r], (const float *)((const char *)x + (size_t)r * stride), n);
+}
+
+void axpy_f16_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
+                        int64_t n)
+{
+    for (int r = 0; r < rows; r++)
+        axpy16(y, w[r], (const f16_t *)((const char *)x + (size_t)r * stride), n);
 }

@@ -78,7 +78,10 @@ static void resolve_kernels(void)
                 wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
             kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn,
-                                                  wide_dotn ? widen : NULL, wide_dotn, NULL, NULL};
+                                                  wide_dotn ? widen : NULL, wide_dotn, NULL, NULL,
+                                                  NULL};
+            /* the rows form of the AVX2 dot goes only with that dot */
+            if (isa >= ISA_AVX2 && fn == dot_table_avx2[t]) kernels[isa][t].rows = dot_rows_table_avx2[t];
             /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))

@@ -26,6 +26,11 @@ typedef float (*dot_fn)(const void *w, const void *a, int64_t n);
 typedef void (*dotn_fn)(const void *w, const void *a, size_t stride, int n_cols, int64_t n,
                         float *out);
 
+/* out[r] = dot(row r, a) * scale for rows rows stride bytes apart (the attention's scores
+ * over a KV block), each exactly as dot computes it. */
+typedef void (*dot_rows_fn)(float *out, const void *w, size_t stride, int rows, const void *a,
+                            int64_t n, float scale);
+
 /* Converts n weights of a row to floats. */
 typedef void (*widen_fn)(float *dst, const void *src, int64_t n);
 
@@ -55,6 +60,8 @@ struct dot_kernel {
     dot_tile_fn float_tile;
     /* quantized rows with AVX-512 VNNI: full tiles (edges use dotn) */
     dot_qtile_fn quant_tile;
+    /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
+    dot_rows_fn rows;
 };
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
@@ -80,6 +87,7 @@ extern const dot_fn dot_table_avx2[DTYPE_COUNT];
 extern const dot_fn dot_table_avx512[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 extern const widen_fn widen_table_avx2[DTYPE_COUNT];
+extern const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
 extern const dot_qtile_fn tile_q8_0_avx512;
 extern const dot_qtile_fn tile_q4_0_avx512;

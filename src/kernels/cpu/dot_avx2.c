@@ -459,6 +459,24 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
 
 COLUMN_DISPATCH(dotn_q6_k, dot_q6_k)
 
+/* Dots of several rows with one activation row, scaled: each exactly dot(row) * scale. */
+static void dot_rows_f16(float *out, const void *w, size_t stride, int rows, const void *a,
+                         int64_t n, float scale)
+{
+    for (int r = 0; r < rows; r++) out[r] = dot_f16((const char *)w + (size_t)r * stride, a, n) * scale;
+}
+
+static void dot_rows_f32(float *out, const void *w, size_t stride, int rows, const void *a,
+                         int64_t n, float scale)
+{
+    for (int r = 0; r < rows; r++) out[r] = dot_f32((const char *)w + (size_t)r * stride, a, n) * scale;
+}
+
+const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT] = {
+    [DTYPE_F32] = dot_rows_f32,
+    [DTYPE_F16] = dot_rows_f16,
+};
+
 const widen_fn widen_table_avx2[DTYPE_COUNT] = {
     [DTYPE_F16] = widen_f16,
     [DTYPE_BF16] = widen_bf16,
