@@ -50,22 +50,23 @@ const dot_tile_fn tile_f32_avx512 = tile_f32;
  * or of Q4_1's unsigned w and a, equals maddubs + madd there: no pair can saturate), the same
  * float scale (half(w.d) * a.d), the same fused multiply-add into the lane accumulator, the
  * same scalar sum of Q4_1's offsets, then the same hsum. type is a constant in each use. */
+_Static_assert(QTILE_COLS == 4, "the per-block scales are computed as one 4-lane vector");
+
 static inline __attribute__((always_inline)) void tile_q32(const void *const *w, const void *a,
                                                            size_t stride, int64_t n, float *out,
                                                            size_t out_stride, enum dtype type)
 {
     __m256 acc[QTILE_ROWS][QTILE_COLS];
-    float offs[QTILE_ROWS][QTILE_COLS];
+    __m128 offs[QTILE_ROWS]; /* Q4_1: lane c holds column c's offset sum */
     const struct block_q8a *y[QTILE_COLS];
     for (int c = 0; c < QTILE_COLS; c++)
         y[c] = (const struct block_q8a *)((const char *)a + (size_t)c * stride);
 #pragma GCC unroll 8
-    for (int r = 0; r < QTILE_ROWS; r++)
+    for (int r = 0; r < QTILE_ROWS; r++) {
+        offs[r] = _mm_setzero_ps();
 #pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) {
-            acc[r][c] = _mm256_setzero_ps();
-            offs[r][c] = 0;
-        }
+        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < n / QK; i++) {
         __m256i ax[QTILE_ROWS], sx[QTILE_ROWS];
         float dx[QTILE_ROWS], mx[QTILE_ROWS];
@@ -87,26 +88,38 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
             }
             ax[r] = type == DTYPE_Q4_1 ? sx[r] : _mm256_sign_epi8(sx[r], sx[r]);
         }
+        /* every (row, column) scale dx * dy of this block at once: the same float products */
+        __m128 dy = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+        float scale[QTILE_ROWS][QTILE_COLS];
+#pragma GCC unroll 8
+        for (int r = 0; r < QTILE_ROWS; r++) {
+            _mm_storeu_ps(scale[r], _mm_mul_ps(_mm_set1_ps(dx[r]), dy));
+            if (type == DTYPE_Q4_1) { /* offs += mx * sd, a multiply then an add, per column */
+                __m128 sd = _mm_setr_ps(y[0][i].sd, y[1][i].sd, y[2][i].sd, y[3][i].sd);
+                offs[r] = _mm_add_ps(offs[r], _mm_mul_ps(_mm_set1_ps(mx[r]), sd));
+            }
+        }
 #pragma GCC unroll 8
         for (int c = 0; c < QTILE_COLS; c++) {
             __m256i qy = _mm256_loadu_si256((const __m256i *)y[c][i].qs);
-            float dy = y[c][i].d;
 #pragma GCC unroll 8
             for (int r = 0; r < QTILE_ROWS; r++) {
                 __m256i sy = type == DTYPE_Q4_1 ? qy : _mm256_sign_epi8(qy, sx[r]);
                 __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax[r], sy);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dx[r] * dy), _mm256_cvtepi32_ps(sum),
-                                            acc[r][c]);
-                if (type == DTYPE_Q4_1) offs[r][c] += mx[r] * y[c][i].sd;
+                acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&scale[r][c]),
+                                            _mm256_cvtepi32_ps(sum), acc[r][c]);
             }
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < QTILE_ROWS; r++)
+    for (int r = 0; r < QTILE_ROWS; r++) {
+        float off[QTILE_COLS];
+        _mm_storeu_ps(off, offs[r]);
 #pragma GCC unroll 8
         for (int c = 0; c < QTILE_COLS; c++)
             out[(size_t)c * out_stride + (size_t)r] =
-                type == DTYPE_Q4_1 ? hsum_ps(acc[r][c]) + offs[r][c] : hsum_ps(acc[r][c]);
+                type == DTYPE_Q4_1 ? hsum_ps(acc[r][c]) + off[c] : hsum_ps(acc[r][c]);
+    }
 }
 
 static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
