@@ -2,6 +2,8 @@
  * Contract: src/model/ops.h. */
 #include "model/ops.h"
 
+#include "kernels/cpu/convert.h"
+
 #include <math.h>
 
 struct matmul_job {
@@ -230,6 +232,10 @@ void rope(float *x, int n_heads, const struct hparams *hp, const float *cs)
 
 void softmax(float *x, int n)
 {
+    if (cpu_best_isa() >= ISA_AVX2) {
+        softmax_avx2(x, n);
+        return;
+    }
     float max = x[0];
     for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
     double sum = 0;

@@ -338,6 +338,30 @@ static void test_attention_rows_forms_equal_row_calls(void)
     CHECK(cpu_best_isa() == ISA_REF || checked == 2, "only %d rows forms", checked);
 }
 
+/* The vectorized softmax agrees with a double-precision one to a few float ulps, over short
+ * and long rows, tails, wide ranges (exp underflows to 0) and a single element. */
+static void test_softmax_is_accurate(void)
+{
+    if (cpu_best_isa() < ISA_AVX2) return;
+    static float x[2053];
+    const int lengths[] = {1, 7, 64, 2053};
+    for (int k = 0; k < 4; k++) {
+        int n = lengths[k];
+        for (int i = 0; i < n; i++) x[i] = (next_f() - 0.5f) * (k == 3 ? 200.f : 20.f);
+        double max = x[0], sum = 0, want[2053];
+        for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+        /* the difference is a float in both (as in the scalar softmax): compare from there */
+        for (int i = 0; i < n; i++) sum += want[i] = exp((double)(float)(x[i] - (float)max));
+        softmax_avx2(x, n);
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double w = want[i] / sum, err = fabs(x[i] - w) / (w > 1e-30 ? w : 1e-30);
+            if (w > 1e-30 && err > worst) worst = err;
+        }
+        CHECK(worst < 2e-6, "n=%d: relative error %.3g", n, worst);
+    }
+}
+
 static void test_f16_conversion_roundtrips(void)
 {
     for (uint32_t h = 0; h < 65536; h++) {
@@ -422,6 +446,7 @@ int main(void)
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);
+    RUN(test_softmax_is_accurate);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));
