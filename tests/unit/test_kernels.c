@@ -261,7 +261,7 @@ static void test_quant_tiles_equal_single_dots(void)
     CHECK(cpu_best_isa() < ISA_AVX512 || checked == 5, "only %d quantized tiles", checked);
 }
 
-/* The AVX2 activation encoder writes exactly the scalar encoder's bytes (rounding ties,
+/* The AVX2 activation encoders write exactly the scalar encoders' bytes (rounding ties,
  * zeros, large and tiny values, NaN and infinities included). */
 static void test_q8a_encoders_agree(void)
 {
@@ -278,6 +278,17 @@ static void test_q8a_encoders_agree(void)
     quantize_row_q8a(a, x, N);
     quantize_row_q8a_avx2(b, x, N);
     CHECK(memcmp(a, b, sizeof a) == 0, "the AVX2 q8a encoding differs");
+    /* the K-quants' encoder: ties of magnitude with both signs decide the scale's sign */
+    static struct block_q8_k c[N / 256], d[N / 256];
+    x[300] = 50.f;
+    x[301] = -50.f; /* block 1: the first of largest magnitude is +50 */
+    x[600] = -60.f;
+    x[601] = 60.f;  /* block 2: -60 */
+    memset(c, 0, sizeof c);
+    memset(d, 0, sizeof d);
+    quantize_row_q8_k(c, x, N);
+    quantize_row_q8_k_avx2(d, x, N);
+    CHECK(memcmp(c, d, sizeof c) == 0, "the AVX2 q8_k encoding differs");
 }
 
 /* The attention's row helpers: AVX2 versions equal the scalar ones bit for bit. */

@@ -130,7 +130,10 @@ void act_encode(enum act_type act, void *dst, const float *x, int64_t n)
         if (cpu_best_isa() >= ISA_AVX2) quantize_row_q8a_avx2(dst, x, n);
         else quantize_row_q8a(dst, x, n);
         break;
-    case ACT_Q8K: quantize_row_q8_k(dst, x, n); break;
+    case ACT_Q8K:
+        if (cpu_best_isa() >= ISA_AVX2) quantize_row_q8_k_avx2(dst, x, n);
+        else quantize_row_q8_k(dst, x, n);
+        break;
     default: memcpy(dst, x, (size_t)n * sizeof(float)); break;
     }
 }

@@ -79,7 +79,9 @@ size_t act_row_bytes(enum act_type act, int64_t n);
  * writes the same bytes). */
 void act_encode(enum act_type act, void *dst, const float *x, int64_t n);
 struct block_q8a;
+struct block_q8_k;
 void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n);
+void quantize_row_q8_k_avx2(struct block_q8_k *y, const float *x, int64_t n);
 
 /* The per-ISA tables, filled with designated initializers; NULL entries fall back. */
 extern const dot_fn dot_table_ref[DTYPE_COUNT];
