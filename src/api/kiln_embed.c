@@ -5,8 +5,8 @@
 
 #include "base/status.h"
 #include "model/model.h"
+#include "model/ops.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,14 +78,6 @@ done:
     return st;
 }
 
-static void normalize(float *v, int n)
-{
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)v[i] * v[i];
-    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-    for (int i = 0; i < n; i++) v[i] *= inv;
-}
-
 /* One input through the decoder, in chunks, pooling the output-normed hidden states. */
 static kiln_status embed_decoder_one(const struct model *m, const int32_t *ids, size_t len,
                                      float *out, struct kiln_err *err)
@@ -129,7 +121,7 @@ static kiln_status embed_decoder_one(const struct model *m, const int32_t *ids, 
     }
     if (hp->pooling == POOL_MEAN)
         for (int i = 0; i < e; i++) out[i] /= (float)len;
-    if (hp->normalize) normalize(out, e);
+    if (hp->normalize) l2_normalize(out, e);
 done:
     free(table);
     free(pos);

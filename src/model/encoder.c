@@ -9,7 +9,6 @@
 #include "model/ops.h"
 #include "tensor/quant.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,7 +153,7 @@ static void encoder_layer(struct encoder_state *s, const struct layer *L, const 
     const struct model *m = s->m;
     matmul(m->pool, s->q, &L->wq, s->x, n, s->act);
     matmul_again(m->pool, s->k, &L->wk, &L->wq, s->x, n, s->act);
-    matmul_again(m->pool, s->v, &L->wv, &L->wq, s->x, n, s->act);
+    matmul_again(m->pool, s->v, &L->wv, &L->wk, s->x, n, s->act);
     run_stage(s, L, QKV_BIAS, n);
     struct attn_job job = {s, starts, n_seq, dot_kernel_for(DTYPE_F32)->dot, axpy_f32_for_cpu()};
     pool_run(m->pool, attention_worker, &job);
@@ -180,11 +179,7 @@ static void pool_sequence(const struct encoder_state *s, int a, int b, float *ou
             out[i] = (float)(sum / (b - a));
         }
     }
-    if (!hp->normalize) return;
-    double ss = 0;
-    for (int i = 0; i < e; i++) ss += (double)out[i] * out[i];
-    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-    for (int i = 0; i < e; i++) out[i] *= inv;
+    if (hp->normalize) l2_normalize(out, e);
 }
 
 void encode(struct encoder_state *s, const int32_t *tokens, const int *starts, int n_seq,
@@ -193,18 +188,17 @@ void encode(struct encoder_state *s, const int32_t *tokens, const int *starts, i
     const struct model *m = s->m;
     const struct hparams *hp = &m->hp;
     int e = hp->n_embd, n = starts[n_seq];
-    float *row = s->tmp;
+    float *row = s->tmp, *type_row = s->tmp + e; /* every token is of type 0 (one text) */
+    if (hp->n_token_types > 0) dequantize_row(m->type_embd.type, type_row, m->type_embd.data, e);
     for (int seq = 0; seq < n_seq; seq++)
         for (int t = starts[seq]; t < starts[seq + 1]; t++) {
             float *x = s->x + (size_t)t * e;
-            const struct weight *te = &m->tok_embd, *pe = &m->pos_embd, *ty = &m->type_embd;
+            const struct weight *te = &m->tok_embd, *pe = &m->pos_embd;
             dequantize_row(te->type, x, te->data + (size_t)tokens[t] * te->row_bytes, e);
             dequantize_row(pe->type, row, pe->data + (size_t)(t - starts[seq]) * pe->row_bytes, e);
             for (int i = 0; i < e; i++) x[i] += row[i];
-            if (hp->n_token_types > 0) { /* every token is of type 0 (one text per input) */
-                dequantize_row(ty->type, row, ty->data, e);
-                for (int i = 0; i < e; i++) x[i] += row[i];
-            }
+            if (hp->n_token_types > 0)
+                for (int i = 0; i < e; i++) x[i] += type_row[i];
             layernorm(x, x, m->embd_norm, m->embd_norm_b, e, hp->norm_eps);
         }
     for (int il = 0; il < hp->n_layer; il++)

@@ -8,6 +8,7 @@
 #include "model/ops.h"
 #include "tensor/quant.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,8 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff_gate = malloc(nb * ff * sizeof(float));
     s->ff_up = malloc(nb * ff * sizeof(float));
-    s->rope_cs = malloc((size_t)pool_size(m->pool) * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) *
-                        sizeof(float));
+    /* per token: the angles of global layers, then those of sliding-window layers */
+    s->rope_cs = malloc(2 * nb * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
                        sizeof(float));
     s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
@@ -218,13 +219,21 @@ struct stage_job {
 };
 
 /* Bias, q/k norms, rotary embedding of token t, and its keys and values into the cache. */
-static void qkv_token(const struct stage_job *j, int t, float *rope_cs)
+/* Token t's cos / sin pairs for a global or a sliding-window layer (set by run_layers). */
+static const float *rope_cs_of(const struct forward_state *s, int t, bool local)
+{
+    size_t rd = (size_t)(s->m->hp.rope_dim > 0 ? s->m->hp.rope_dim : 1);
+    return s->rope_cs + ((local ? (size_t)s->n_batch : 0) + (size_t)t) * rd;
+}
+
+static void qkv_token(const struct stage_job *j, int t)
 {
     struct forward_state *s = j->s;
     const struct hparams *hp = &s->m->hp;
     const struct layer *L = j->L;
     int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
     float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
+    const float *rope_cs = rope_cs_of(s, t, j->local);
     add_bias(q, L->bq, 1, qd);
     add_bias(k, L->bk, 1, kvd);
     add_bias(v, L->bv, 1, kvd);
@@ -233,8 +242,6 @@ static void qkv_token(const struct stage_job *j, int t, float *rope_cs)
         for (int h = 0; h < hp->n_head_kv; h++)
             rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->rms_eps);
     }
-    const float *theta = s->m->rope_theta + (j->local ? hp->rope_dim / 2 : 0);
-    rope_angles(rope_cs, hp, theta, j->b->pos[t]); /* once for q and k */
     rope(q, hp->n_head, hp, rope_cs);
     rope(k, hp->n_head_kv, hp, rope_cs);
     /* the rows are ours to write: this token's position in its own sequence */
@@ -251,13 +258,12 @@ static void stage_worker(void *ctx, int ith, int nth)
     const struct hparams *hp = &s->m->hp;
     const struct layer *L = j->L;
     int e = hp->n_embd, n = j->b->n;
-    float *rope_cs = s->rope_cs + (size_t)ith * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1);
     for (int t = n * ith / nth; t < n * (ith + 1) / nth; t++) {
         float *x = s->x + (size_t)t * e, *xn = s->xn + (size_t)t * e;
         switch (j->stage) {
         case ATTN_NORM: rmsnorm(xn, x, L->attn_norm, e, hp->rms_eps); break;
         case FFN_NORM: rmsnorm(xn, x, L->ffn_norm, e, hp->rms_eps); break;
-        case QKV_ROPE_STORE: qkv_token(j, t, rope_cs); break;
+        case QKV_ROPE_STORE: qkv_token(j, t); break;
         case ATTN_RESIDUAL:
             if (L->post_attn_norm) rmsnorm(xn, xn, L->post_attn_norm, e, hp->rms_eps);
             for (int i = 0; i < e; i++) x[i] += xn[i];
@@ -412,6 +418,14 @@ static void run_layers(struct forward_state *s, const struct kv_store *kv, const
     const struct model *m = s->m;
     const struct hparams *hp = &m->hp;
     int e = hp->n_embd, n = b->n;
+    assert(n <= s->n_batch);
+    /* the rotary angles of each token, once for every layer (global, then sliding-window) */
+    for (int t = 0; t < n; t++) {
+        rope_angles((float *)rope_cs_of(s, t, false), hp, m->rope_theta, b->pos[t]);
+        if (hp->sliding_window > 0)
+            rope_angles((float *)rope_cs_of(s, t, true), hp, m->rope_theta + hp->rope_dim / 2,
+                        b->pos[t]);
+    }
     for (int t = 0; t < n; t++) {
         const struct weight *te = &m->tok_embd;
         dequantize_row(te->type, s->x + (size_t)t * e,

@@ -142,7 +142,8 @@ struct forward_state {
     const struct model *m;
     int n_batch, max_pos;
     float *x, *xn, *q, *k, *v, *attn, *ff_gate, *ff_up; /* [n_batch][...] */
-    float *rope_cs;           /* [n_threads][rope_dim] cos / sin of a token's angles */
+    float *rope_cs;           /* [2][n_batch][rope_dim] cos / sin of each token's angles, for
+                                 global then sliding-window layers */
     float *scores;            /* [n_threads][max_pos + head_dim] */
     uint8_t *act;             /* encoded activations, [n_batch][row bytes of the widest input] */
     float *ffn_out;           /* [n_batch][n_embd] */

@@ -173,9 +173,7 @@ size_t max_act_row_bytes(const struct model *m)
     int64_t widest = hp->n_embd;
     if (hp->n_ff > widest) widest = hp->n_ff;
     if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
-    size_t a = act_row_bytes(ACT_F32, widest), b = act_row_bytes(ACT_Q8A, widest),
-           c = act_row_bytes(ACT_Q8K, widest);
-    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+    return act_row_bytes(ACT_F32, widest); /* floats take more room than either encoding */
 }
 
 void add_bias(float *x, const float *bias, int n_tok, int dim)
@@ -228,6 +226,14 @@ void rope(float *x, int n_heads, const struct hparams *hp, const float *cs)
             v[b] = x0 * s + x1 * c;
         }
     }
+}
+
+void l2_normalize(float *v, int n)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)v[i] * v[i];
+    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    for (int i = 0; i < n; i++) v[i] *= inv;
 }
 
 void softmax(float *x, int n)

@@ -33,6 +33,8 @@ void rope_angles(float *cs, const struct hparams *hp, const float *theta, int po
 /* Rotates the first rope_dim dims of each of n_heads heads of x by the angles cs. */
 void rope(float *x, int n_heads, const struct hparams *hp, const float *cs);
 void softmax(float *x, int n);
+/* v /= |v| (left all zero when it is zero). */
+void l2_normalize(float *v, int n);
 float silu(float x);
 float gelu_tanh(float x);
 float gelu_erf(float x); /* exact: x * Phi(x) */

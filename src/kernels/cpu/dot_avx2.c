@@ -5,6 +5,7 @@
 #include "tensor/quant.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 
 
 /* Exact half to float with F16C (same value as f16_to_f32, much faster). */
@@ -151,14 +152,26 @@ COLUMN_DISPATCH(dotn_f32, dot_f32)
 
 #define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
 
-static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
+/* Q8_0 and Q4_0 (its nibbles less 8): signed weight bytes times signed activation bytes. */
+static inline __attribute__((always_inline)) void dotn_signed32_cols(const void *w, const void *a,
+                                                                     size_t stride, const int nc,
+                                                                     int64_t n, float *out,
+                                                                     bool q4)
 {
-    const struct block_q8_0 *x = w;
     __m256 acc[DOT_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK; i++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        float dx = half(x[i].d);
+        __m256i qx;
+        float dx;
+        if (q4) {
+            const struct block_q4_0 *b = (const struct block_q4_0 *)w + i;
+            qx = _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
+            dx = half(b->d);
+        } else {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)w + i;
+            qx = _mm256_loadu_si256((const __m256i *)b->qs);
+            dx = half(b->d);
+        }
         for (int c = 0; c < nc; c++) {
             const struct block_q8a *y = ACT_ROW(a, stride, c) + i;
             __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
@@ -169,24 +182,16 @@ static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
 }
 
+static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
+{
+    dotn_signed32_cols(w, a, stride, nc, n, out, false);
+}
+
 COLUMN_DISPATCH(dotn_q8_0, dot_q8_0)
 
 static inline __attribute__((always_inline)) void dotn_q4_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
-    const struct block_q4_0 *x = w;
-    __m256 acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK; i++) {
-        __m256i qx = _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8));
-        float dx = half(x[i].d);
-        for (int c = 0; c < nc; c++) {
-            const struct block_q8a *y = ACT_ROW(a, stride, c) + i;
-            __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d),
-                                     _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc[c]);
-        }
-    }
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
+    dotn_signed32_cols(w, a, stride, nc, n, out, true);
 }
 
 COLUMN_DISPATCH(dotn_q4_0, dot_q4_0)
