@@ -8,7 +8,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-from kiln_testing import KILN, SHARED, Server, fetch_model, free_port  # noqa: E402,F401  (shared with tests/python)
+from kiln_testing import KILN, SHARED, Server, cosine, fetch_model  # noqa: E402,F401  (shared with tests/python)
 
 MODEL = "smollm2-135m-instruct"
 

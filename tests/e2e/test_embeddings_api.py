@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 
-from e2e_support import ROOT, Server, fetch_model, validate
+from e2e_support import ROOT, Server, cosine, fetch_model, validate
 
 REF = json.loads((ROOT / "tests" / "python" / "data" / "embeddings" /
                   "all-MiniLM-L6-v2.json").read_text())
@@ -26,11 +26,6 @@ def emb_server():
 @pytest.fixture(scope="module")
 def emb_client(emb_server):
     return openai.OpenAI(base_url=emb_server.base_url + "/v1", api_key="unused", max_retries=0)
-
-
-def cosine(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 def test_batch_of_texts_matches_sentence_transformers(emb_client):
@@ -53,6 +48,7 @@ def test_single_string_and_base64(emb_server, emb_client):
                            "encoding_format": "base64"}).json()
     # openapi.yaml types the embedding as an array only; OpenAI sends base64 as a string
     assert raw["object"] == "list" and raw["usage"]["prompt_tokens"] == 10
+    assert [d["index"] for d in raw["data"]] == [0, 1]
     for d, want in zip(raw["data"], REF["vectors"]):
         vec = np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
         assert vec.shape == (384,) and cosine(vec, want) >= 0.999
@@ -122,12 +118,18 @@ def test_models_and_metrics(emb_server):
     models = httpx.get(emb_server.base_url + "/v1/models").json()
     validate(models, "ListModelsResponse")
     assert models["data"][0]["max_model_len"] == 512
-    metrics = httpx.get(emb_server.base_url + "/metrics").text
-    line = next(ln for ln in metrics.splitlines() if ln.startswith("kiln:embedding_inputs_total"))
-    assert float(line.split()[-1]) > 0
+    def inputs_total():
+        metrics = httpx.get(emb_server.base_url + "/metrics").text
+        line = next(ln for ln in metrics.splitlines()
+                    if ln.startswith("kiln:embedding_inputs_total"))
+        return float(line.split()[-1])
+
+    before = inputs_total()
+    httpx.post(emb_server.base_url + "/v1/embeddings", json={"input": ["a", "b", "c"]})
+    assert inputs_total() - before == 3
 
 
-def test_decoder_serves_embeddings_and_completions(server, client):
+def test_decoder_serves_embeddings_and_completions(client):
     """The session's SmolLM2 server: embeddings run between generation steps."""
     r = client.embeddings.create(model="smollm2", input=["Hello there", "General Kenobi"],
                                  encoding_format="float")

@@ -24,6 +24,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cosine(a, b):
+    """Cosine similarity of two vectors."""
+    import numpy as np
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def make_tiny_bert(out):
+    """Writes tests/tools/make_tiny_bert.py's tiny BERT directory to out; returns out."""
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "make_tiny_bert.py"), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
 def run_kiln(kiln_bin, *args, timeout=600):
     """Runs kiln and returns stdout; fails the test with stderr on a non-zero exit."""
     proc = subprocess.run([str(kiln_bin), *map(str, args)], capture_output=True, timeout=timeout)

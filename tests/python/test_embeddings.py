@@ -7,12 +7,11 @@ import json
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from kiln_testing import ROOT, SHARED, fetch_model, run_kiln
+from kiln_testing import SHARED, cosine, fetch_model, make_tiny_bert, run_kiln
 
 DATA = pathlib.Path(__file__).parent / "data" / "embeddings"
 MIN_COSINE = 0.999
@@ -23,10 +22,6 @@ def embed(kiln_bin, model, texts):
     vectors = [np.array(json.loads(line)) for line in out.splitlines()]
     assert len(vectors) == len(texts)
     return vectors
-
-
-def cosine(a, b):
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def check_against_reference(kiln_bin, model, ref):
@@ -50,10 +45,7 @@ def minilm_ref():
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny-bert")
-    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "make_tiny_bert.py"), str(out)],
-                   check=True, capture_output=True)
-    return out
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def test_minilm_directory_matches_sentence_transformers(kiln_bin, minilm, minilm_ref):

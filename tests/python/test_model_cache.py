@@ -6,13 +6,12 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import httpx
 import pytest
 
 from fake_hub import FakeHub
-from kiln_testing import ROOT, SHARED, Server, run_kiln
+from kiln_testing import SHARED, Server, make_tiny_bert, run_kiln
 
 REPO = "kiln-test/tiny-bert"
 SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
@@ -21,8 +20,7 @@ SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safet
 @pytest.fixture(scope="module")
 def hub_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
-    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "make_tiny_bert.py"),
-                    str(root / REPO)], check=True, capture_output=True)
+    make_tiny_bert(root / REPO)
     (root / REPO / "README.md").write_text("a tiny BERT\n")
     (root / REPO / "onnx").mkdir()
     (root / REPO / "onnx" / "model.onnx").write_bytes(b"not needed")
@@ -84,7 +82,7 @@ def test_dropped_connection_is_resumed(kiln_bin, hub, env):
 
 def test_server_errors_are_retried_and_the_partial_file_kept(kiln_bin, hub, env):
     hub.drop_after[SHARD1] = 50_000
-    hub.fail_once["model-00002-of-00002.safetensors"] = 503
+    hub.fail_once[SHARD2] = 503
     p = kiln(kiln_bin, env, "pull", REPO)
     assert p.returncode == 0, p.stderr
     assert "HTTP 503" in p.stderr and "attempt 1 of 4" in p.stderr

@@ -86,6 +86,7 @@ static void test_alone_runs_are_complete(void)
     struct kiln_err err = {{0}};
     greedy.params.sampling.temperature = 0;
     CHECK(kiln_generate_batch(model, &p, &greedy, 1, &g, NULL, &err) == KILN_OK, "%s", err.msg);
+    CHECK(g.status == KILN_OK && g.n_tokens == N_GEN, "greedy run: %s", g.err_msg);
     bool differs = memcmp(g.tokens, alone[1].tokens, N_GEN * sizeof(int32_t)) != 0;
     kiln_batch_results_free(&g, 1);
     CHECK(differs, "sampling at temperature 0.8 gave the greedy tokens");
