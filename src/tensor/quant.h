@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Writes n floats decoded from x of type t (n a multiple of t's block size).
  * Returns false for a type that has no dequantization (integer types). */
@@ -27,6 +28,23 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m
         *sc = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
+}
+
+/* All eight scales (sc[0..7]) and mins (mn[0..7]) of a Q4_K/Q5_K super-block at once, as
+ * k4_scale_min gives them, by operating on the 12 packed bytes as three 32-bit words (four
+ * bytes per word op, instead of a dozen scalar steps per sub-block in the dot kernels). */
+static inline void k4_unpack_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8])
+{
+    uint32_t u0, u1, u2, w[4];
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    w[0] = u0 & 0x3f3f3f3fu;                                            /* sc 0-3: low 6 bits */
+    w[1] = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);       /* sc 4-7 */
+    w[2] = u1 & 0x3f3f3f3fu;                                            /* mn 0-3 */
+    w[3] = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4); /* mn 4-7 */
+    memcpy(sc, w, 8);
+    memcpy(mn, w + 2, 8);
 }
 
 /* Activations for the 32-element types: [n/32] block_q8a. */

@@ -398,6 +398,23 @@ static void test_q8_0_quantize_roundtrip_is_close(void)
 /* Every weight quantizer on awkward blocks: all zero, constant, one outlier, all negative,
  * tiny and huge magnitudes. The result must decode to finite values within the error the
  * format allows (a fraction of the super-block's range), and zeros must stay zeros. */
+/* The word-parallel unpacker gives what k4_scale_min gives, scale by scale, for random packed
+ * bytes (every bit pattern of the 12 bytes is a valid super-block header). */
+static void test_k4_unpack_scales_equals_scale_min(void)
+{
+    for (int trial = 0; trial < 100000; trial++) {
+        uint8_t q[12], sc[8], mn[8];
+        for (int b = 0; b < 12; b++) q[b] = (uint8_t)next_u32();
+        k4_unpack_scales(q, sc, mn);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            k4_scale_min(j, q, &s, &m);
+            CHECK(sc[j] == s && mn[j] == m, "trial %d sub-block %d: %u/%u vs %u/%u", trial, j,
+                  sc[j], mn[j], s, m);
+        }
+    }
+}
+
 static void test_weight_quantizers_on_edge_blocks(void)
 {
     static const enum dtype types[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0,
@@ -459,6 +476,7 @@ int main(void)
     RUN(test_attention_rows_forms_equal_row_calls);
     RUN(test_softmax_is_accurate);
     RUN(test_q8_0_quantize_roundtrip_is_close);
+    RUN(test_k4_unpack_scales_equals_scale_min);
     RUN(test_weight_quantizers_on_edge_blocks);
     printf("kernels tested up to %s\n", cpu_isa_name(cpu_best_isa()));
     return check_summary();

@@ -323,33 +323,20 @@ static float dot_q3_k(const void *w, const void *a, int64_t n)
 }
 
 /* Q4_K and Q5_K share the scale layout; qh is NULL for Q4_K. One super-block against nc
- * activation rows; sums[c] gets each column's contribution. */
-static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16_t dminw, const uint8_t *scales,
+ * activation rows: acc[c] gets each column's scaled integer sums (the mins are k45_mins'). */
+static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, const uint8_t *scales,
                                     const uint8_t *qs, const uint8_t *qh, const void *a,
-                                    size_t stride, int64_t i, int nc, __m256 *acc, float *mins)
+                                    size_t stride, int64_t i, int nc, __m256 *acc)
 {
     __m256i sumi[DOT_MAX_COLS];
-    int summ[DOT_MAX_COLS];
     uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) k4_scale_min(j, scales, &sc[j], &mn[j]);
-    /* the mins against the activations' 16-value sums, all at once: lane k holds the min
-     * of sub-block k / 2 (integer arithmetic, so exactly the scalar sum) */
-    __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
-    __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-    for (int c = 0; c < nc; c++) {
-        const struct block_q8_k *y =
-            (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-        __m256i p = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mins16);
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-        summ[c] = _mm_cvtsi128_si32(h);
-        sumi[c] = _mm256_setzero_si256();
-    }
+    k4_unpack_scales(scales, sc, mn);
+    /* the 8 scales as int16 in both 128-bit lanes; pshufb broadcasts sub-block k's */
+    __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+    for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
-        uint8_t sc0 = sc[2 * j], sc1 = sc[2 * j + 1];
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
         __m256i lo = _mm256_and_si256(q, m4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -360,7 +347,8 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16
             lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
         }
-        __m256i s0 = _mm256_set1_epi16(sc0), s1 = _mm256_set1_epi16(sc1);
+        __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j)));
+        __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2)));
         for (int c = 0; c < nc; c++) {
             const struct block_q8_k *y =
                 (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
@@ -371,28 +359,67 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, f16
             sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
         }
     }
-    float d = half(dw), dmin = half(dminw);
+    float d = half(dw);
     for (int c = 0; c < nc; c++) {
         const struct block_q8_k *y =
             (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
         /* one horizontal sum per row, not per super-block */
         acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
-        mins[c] += dmin * y->d * (float)summ[c];
     }
+}
+
+/* The mins' part of a Q4_K / Q5_K row against one activation row, for super-blocks i0 ..
+ * i0 + m - 1 (m <= 8) added to *mins: each super-block's dmin * a.d * (its mins against the
+ * activations' 16-value sums), added one by one in order as a scalar loop would. The integer
+ * sums and the products of the m super-blocks are computed together (the same values). */
+static inline __attribute__((always_inline)) void k45_mins_group(const void *w, bool q5,
+                                                                 const struct block_q8_k *y,
+                                                                 int64_t i0, int m, float *mins)
+{
+    __m256i p[8];
+    float dmin[8], yd[8], t[8];
+    for (int k = 0; k < 8; k++) {
+        if (k >= m) {
+            p[k] = _mm256_setzero_si256();
+            dmin[k] = yd[k] = 0;
+            continue;
+        }
+        int64_t i = i0 + k;
+        const uint8_t *scales = q5 ? ((const struct block_q5_k *)w)[i].scales
+                                   : ((const struct block_q4_k *)w)[i].scales;
+        uint8_t sc[8], mn[8];
+        k4_unpack_scales(scales, sc, mn);
+        __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        /* lane k holds the min of sub-block k / 2, against bsums k (16 values each) */
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        p[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16);
+        dmin[k] = half(q5 ? ((const struct block_q5_k *)w)[i].dmin : ((const struct block_q4_k *)w)[i].dmin);
+        yd[k] = y[i].d;
+    }
+    _mm256_storeu_ps(t, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_loadu_ps(yd)),
+                                      _mm256_cvtepi32_ps(sum8_epi32(p))));
+    for (int k = 0; k < m; k++) *mins += t[k];
+}
+
+static inline __attribute__((always_inline)) float k45_mins(const void *w, bool q5,
+                                                            const struct block_q8_k *y, int64_t nb)
+{
+    float mins = 0;
+    int64_t i0 = 0;
+    for (; i0 + 8 <= nb; i0 += 8) k45_mins_group(w, q5, y, i0, 8, &mins);
+    if (i0 < nb) k45_mins_group(w, q5, y, i0, (int)(nb - i0), &mins);
+    return mins;
 }
 
 static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
     const struct block_q4_k *x = w;
     __m256 acc[DOT_MAX_COLS];
-    float mins[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        acc[c] = _mm256_setzero_ps();
-        mins[c] = 0;
-    }
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, a, stride, i, nc, acc, mins);
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
+        dotn_q45_k_block(x[i].d, x[i].scales, x[i].qs, NULL, a, stride, i, nc, acc);
+    for (int c = 0; c < nc; c++)
+        out[c] = hsum_ps(acc[c]) - k45_mins(w, false, (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride), n / QK_K);
 }
 
 COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
@@ -401,14 +428,11 @@ static inline __attribute__((always_inline)) void dotn_q5_k_cols(const void *w, 
 {
     const struct block_q5_k *x = w;
     __m256 acc[DOT_MAX_COLS];
-    float mins[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        acc[c] = _mm256_setzero_ps();
-        mins[c] = 0;
-    }
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, a, stride, i, nc, acc, mins);
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - mins[c];
+        dotn_q45_k_block(x[i].d, x[i].scales, x[i].qs, x[i].qh, a, stride, i, nc, acc);
+    for (int c = 0; c < nc; c++)
+        out[c] = hsum_ps(acc[c]) - k45_mins(w, true, (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride), n / QK_K);
 }
 
 COLUMN_DISPATCH(dotn_q5_k, dot_q5_k)

@@ -147,43 +147,43 @@ const dot_qtile_fn tile_q4_1_avx512 = tile_q4_1;
 /* Q4_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per super-block and
  * output it does what dotn_q45_k_block in dot_avx2.c does. The integer sums are exact either
  * way, so VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) may replace
- * madd + add; the float steps, the same fused multiply-add of d * a.d per super-block and the
- * same scalar sum of the mins, are done in the same order. */
+ * madd + add, and the mins' sums may be reduced across the 8 outputs at once; the float steps,
+ * the same fused multiply-add of d * a.d per super-block and the same multiply, multiply, add
+ * of the mins, are done per lane in the same order. */
 enum { Q4K_ROWS = 2 };
+_Static_assert(Q4K_ROWS * QTILE_COLS == 8, "the 8 outputs of a pass are one 8-lane vector");
 
 static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block_q8_k *const *y,
                            int64_t n, float *out, size_t out_stride)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
+    /* pshufb masks that broadcast int16 k of each 128-bit lane: scale of sub-block k */
+    __m256i pick[8];
+    for (int k = 0; k < 8; k++) pick[k] = _mm256_set1_epi16((short)(0x0100 * (2 * k + 1) + 2 * k));
     __m256 acc[Q4K_ROWS][QTILE_COLS];
-    float mins[Q4K_ROWS][QTILE_COLS];
+    __m256 mins = _mm256_setzero_ps(); /* lane r * QTILE_COLS + c */
 #pragma GCC unroll 8
     for (int r = 0; r < Q4K_ROWS; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) {
-            acc[r][c] = _mm256_setzero_ps();
-            mins[r][c] = 0;
-        }
+        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[Q4K_ROWS][8], mn[Q4K_ROWS][8];
-        int summ[Q4K_ROWS][QTILE_COLS];
-        __m256i sumi[Q4K_ROWS][QTILE_COLS];
+        __m256i scales[Q4K_ROWS], sumi[Q4K_ROWS][QTILE_COLS], minp[Q4K_ROWS * QTILE_COLS];
 #pragma GCC unroll 8
         for (int r = 0; r < Q4K_ROWS; r++) {
-            for (int j = 0; j < 8; j++) k4_scale_min(j, x[r][i].scales, &sc[r][j], &mn[r][j]);
-            __m128i m8 = _mm_loadl_epi64((const __m128i *)mn[r]);
+            uint8_t sc[8], mn[8];
+            k4_unpack_scales(x[r][i].scales, sc, mn);
+            scales[r] = _mm256_broadcastsi128_si256(
+                _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+            __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
             __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
 #pragma GCC unroll 8
             for (int c = 0; c < QTILE_COLS; c++) {
-                __m256i p = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums),
-                                              mins16);
-                __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-                h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-                summ[r][c] = _mm_cvtsi128_si32(h);
+                minp[r * QTILE_COLS + c] =
+                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), mins16);
                 sumi[r][c] = _mm256_setzero_si256();
             }
         }
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             __m256i lo[Q4K_ROWS], hi[Q4K_ROWS], s0[Q4K_ROWS], s1[Q4K_ROWS];
 #pragma GCC unroll 8
@@ -191,8 +191,8 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
                 __m256i q = _mm256_loadu_si256((const __m256i *)(x[r][i].qs + 32 * j));
                 lo[r] = _mm256_and_si256(q, m4);
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                s0[r] = _mm256_set1_epi16(sc[r][2 * j]);
-                s1[r] = _mm256_set1_epi16(sc[r][2 * j + 1]);
+                s0[r] = _mm256_shuffle_epi8(scales[r], pick[2 * j]);
+                s1[r] = _mm256_shuffle_epi8(scales[r], pick[2 * j + 1]);
             }
 #pragma GCC unroll 8
             for (int c = 0; c < QTILE_COLS; c++) {
@@ -205,20 +205,29 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
                 }
             }
         }
+        /* lane r * QTILE_COLS + c of each: the row's d or dmin, the column's a.d */
+        __m128 dy4 = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+        __m256 dy = _mm256_set_m128(dy4, dy4);
+        __m256 dx = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(x[1][i].d)), _mm_set1_ps(_cvtsh_ss(x[0][i].d)));
+        __m256 dmin = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(x[1][i].dmin)),
+                                      _mm_set1_ps(_cvtsh_ss(x[0][i].dmin)));
+        /* mins += dmin * a.d * summ, as the scalar expression evaluates it */
+        mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm256_mul_ps(dmin, dy),
+                                                 _mm256_cvtepi32_ps(sum8_epi32(minp))));
+        float scale[Q4K_ROWS * QTILE_COLS];
+        _mm256_storeu_ps(scale, _mm256_mul_ps(dx, dy));
 #pragma GCC unroll 8
-        for (int r = 0; r < Q4K_ROWS; r++) {
-            float d = _cvtsh_ss(x[r][i].d), dmin = _cvtsh_ss(x[r][i].dmin);
+        for (int r = 0; r < Q4K_ROWS; r++)
 #pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++) {
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c][i].d),
+            for (int c = 0; c < QTILE_COLS; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&scale[r * QTILE_COLS + c]),
                                             _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
-                mins[r][c] += dmin * y[c][i].d * (float)summ[r][c];
-            }
-        }
     }
+    float m[Q4K_ROWS * QTILE_COLS];
+    _mm256_storeu_ps(m, mins);
     for (int r = 0; r < Q4K_ROWS; r++)
         for (int c = 0; c < QTILE_COLS; c++)
-            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]) - mins[r][c];
+            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]) - m[r * QTILE_COLS + c];
 }
 
 static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,

@@ -16,6 +16,15 @@ static inline float hsum_ps(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* The totals of 8 vectors of int32 lanes, as one vector: lane k = the sum of p[k]'s lanes. */
+static inline __m256i sum8_epi32(const __m256i p[8])
+{
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
 /* 32 four-bit values (low nibbles first, then high) as bytes 0..15. */
 static inline __m256i nibbles(const uint8_t *qs)
 {
