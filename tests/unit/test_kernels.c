@@ -131,6 +131,29 @@ static void test_simd_dots_match_reference(void)
     }
 }
 
+/* Every AVX-512 dot (its own, like Q4_K's, or AVX2's) gives exactly the AVX2 dot's result: the
+ * tiles are built to compute as the AVX2 dots, so a token's result must not depend on which
+ * of the two ISAs' single-row kernels decoded it. */
+static void test_avx512_dots_equal_avx2(void)
+{
+    if (cpu_best_isa() < ISA_AVX512) return;
+    enum { N = 2816 };
+    static uint8_t w[N * 4], a[N * 4];
+    static float x[N];
+    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+        enum dtype t = weight_types[k];
+        const struct dot_kernel *k2 = dot_kernel_at(t, ISA_AVX2), *k5 = dot_kernel_at(t, ISA_AVX512);
+        for (int trial = 0; trial < 4; trial++) {
+            random_row(t, w, N);
+            for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 7 == 0 ? 20.f : 1.f) - 0.5f;
+            act_encode(k2->act, a, x, N);
+            float v2 = k2->dot(w, a, N), v5 = k5->dot(w, a, N);
+            CHECK(memcmp(&v2, &v5, sizeof v2) == 0, "%s: avx512 %.9g vs avx2 %.9g",
+                  dtype_get(t)->name, v5, v2);
+        }
+    }
+}
+
 /* A multi-column kernel gives each column exactly (bit for bit) what the single-column dot
  * gives it: batching must never change a result. */
 static void test_multi_column_dots_equal_single(void)
@@ -467,6 +490,7 @@ int main(void)
     RUN(test_f16_conversion_roundtrips);
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
+    RUN(test_avx512_dots_equal_avx2);
     RUN(test_multi_column_dots_equal_single);
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);

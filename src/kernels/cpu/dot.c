@@ -64,7 +64,7 @@ static void resolve_kernels(void)
 {
     const dot_fn *tables[3] = {dot_table_ref, dot_table_avx2, dot_table_avx512};
     /* a multi-column kernel goes with the single-column one of its own ISA only */
-    const dotn_fn *ntables[3] = {NULL, dotn_table_avx2, NULL};
+    const dotn_fn *ntables[3] = {NULL, dotn_table_avx2, dotn_table_avx512};
     const widen_fn *wtables[3] = {NULL, widen_table_avx2, NULL};
     for (int t = 0; t < DTYPE_COUNT; t++) {
         dot_fn fn = NULL;
@@ -107,12 +107,6 @@ const struct dot_kernel *dot_kernel_for(enum dtype t)
 {
     return dot_kernel_at(t, cpu_best_isa());
 }
-
-/* AVX-512 single-row dots have not paid: a VNNI port of the Q4_0 / Q4_1 / Q8_0 multi-column
- * dots measured no faster than AVX2 here (pp512 +2 %, tg128 -2 % on SmolLM2), so this ISA
- * falls back to AVX2 for them; its float GEMM tile (dot_avx512.c) serves batches of F32 /
- * F16 / BF16 rows. */
-const dot_fn dot_table_avx512[DTYPE_COUNT] = {0};
 
 size_t act_row_bytes(enum act_type act, int64_t n)
 {

@@ -368,49 +368,6 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, con
     }
 }
 
-/* The mins' part of a Q4_K / Q5_K row against one activation row, for super-blocks i0 ..
- * i0 + m - 1 (m <= 8) added to *mins: each super-block's dmin * a.d * (its mins against the
- * activations' 16-value sums), added one by one in order as a scalar loop would. The integer
- * sums and the products of the m super-blocks are computed together (the same values). */
-static inline __attribute__((always_inline)) void k45_mins_group(const void *w, bool q5,
-                                                                 const struct block_q8_k *y,
-                                                                 int64_t i0, int m, float *mins)
-{
-    __m256i p[8];
-    float dmin[8], yd[8], t[8];
-    for (int k = 0; k < 8; k++) {
-        if (k >= m) {
-            p[k] = _mm256_setzero_si256();
-            dmin[k] = yd[k] = 0;
-            continue;
-        }
-        int64_t i = i0 + k;
-        const uint8_t *scales = q5 ? ((const struct block_q5_k *)w)[i].scales
-                                   : ((const struct block_q4_k *)w)[i].scales;
-        uint8_t sc[8], mn[8];
-        k4_unpack_scales(scales, sc, mn);
-        __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
-        /* lane k holds the min of sub-block k / 2, against bsums k (16 values each) */
-        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-        p[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16);
-        dmin[k] = half(q5 ? ((const struct block_q5_k *)w)[i].dmin : ((const struct block_q4_k *)w)[i].dmin);
-        yd[k] = y[i].d;
-    }
-    _mm256_storeu_ps(t, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_loadu_ps(yd)),
-                                      _mm256_cvtepi32_ps(sum8_epi32(p))));
-    for (int k = 0; k < m; k++) *mins += t[k];
-}
-
-static inline __attribute__((always_inline)) float k45_mins(const void *w, bool q5,
-                                                            const struct block_q8_k *y, int64_t nb)
-{
-    float mins = 0;
-    int64_t i0 = 0;
-    for (; i0 + 8 <= nb; i0 += 8) k45_mins_group(w, q5, y, i0, 8, &mins);
-    if (i0 < nb) k45_mins_group(w, q5, y, i0, (int)(nb - i0), &mins);
-    return mins;
-}
-
 static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
     const struct block_q4_k *x = w;
@@ -447,9 +404,10 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sumi[DOT_MAX_COLS];
         for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-            const int8_t *sc = x[i].scales + 8 * h;
+            __m256i sch = q6_k_half_scales(sc16, h);
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
@@ -464,8 +422,7 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
             };
             for (int k = 0; k < 4; k++) {
-                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
-                                                  _mm_set1_epi16(sc[2 * k]));
+                __m256i scales = q6_k_pair_scales(sch, k);
                 for (int c = 0; c < nc; c++) {
                     const struct block_q8_k *y =
                         (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;

@@ -144,6 +144,69 @@ const dot_qtile_fn tile_q8_0_avx512 = tile_q8_0;
 const dot_qtile_fn tile_q4_0_avx512 = tile_q4_0;
 const dot_qtile_fn tile_q4_1_avx512 = tile_q4_1;
 
+/* Q4_K dots of one row against 1..DOT_MAX_COLS activation rows (decoding): dotn_q4_k of
+ * dot_avx2.c with VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) for
+ * its madd + add; the int32 lane sums are the same integers, and the float steps are its own:
+ * the same fused multiply-add per super-block, the same k45_mins, the same hsum. */
+static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a,
+                                                                 size_t stride, const int nc,
+                                                                 int64_t n, float *out)
+{
+    const struct block_q4_k *x = w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const struct block_q8_k *y[DOT_MAX_COLS];
+    __m256 acc[DOT_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        y[c] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        k4_unpack_scales(x[i].scales, sc, mn);
+        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+        __m256i sumi[DOT_MAX_COLS];
+        for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j)));
+            __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2)));
+            for (int c = 0; c < nc; c++) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j));
+                __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j + 32));
+                sumi[c] = _mm256_dpwssd_epi32(sumi[c], _mm256_maddubs_epi16(lo, y0), s0);
+                sumi[c] = _mm256_dpwssd_epi32(sumi[c], _mm256_maddubs_epi16(hi, y1), s1);
+            }
+        }
+        float d = _cvtsh_ss(x[i].d);
+        for (int c = 0; c < nc; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c][i].d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+    }
+    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - k45_mins(w, false, y[c], n / QK_K);
+}
+
+static void dotn_q4_k(const void *w, const void *a, size_t stride, int nc, int64_t n, float *out)
+{
+    switch (nc) {
+    case 1: dotn_q4_k_cols(w, a, stride, 1, n, out); break;
+    case 2: dotn_q4_k_cols(w, a, stride, 2, n, out); break;
+    case 3: dotn_q4_k_cols(w, a, stride, 3, n, out); break;
+    default: dotn_q4_k_cols(w, a, stride, 4, n, out); break;
+    }
+}
+
+static float dot_q4_k(const void *w, const void *a, int64_t n)
+{
+    float r;
+    dotn_q4_k_cols(w, a, 0, 1, n, &r);
+    return r;
+}
+
+const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dot_q4_k};
+const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
+
 /* Q4_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per super-block and
  * output it does what dotn_q45_k_block in dot_avx2.c does. The integer sums are exact either
  * way, so VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) may replace
@@ -265,9 +328,11 @@ static void tile_q6_k_rows(const struct block_q6_k *const *x, const struct block
 #pragma GCC unroll 8
             for (int c = 0; c < QTILE_COLS; c++) sumi[r][c] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i q[Q6K_ROWS][4];
+            __m256i q[Q6K_ROWS][4], sch[Q6K_ROWS];
 #pragma GCC unroll 8
             for (int r = 0; r < Q6K_ROWS; r++) {
+                sch[r] = q6_k_half_scales(
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[r][i].scales)), h);
                 const uint8_t *ql = x[r][i].ql + 64 * h, *qh = x[r][i].qh + 32 * h;
                 __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
                 __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
@@ -288,11 +353,7 @@ static void tile_q6_k_rows(const struct block_q6_k *const *x, const struct block
             for (int k = 0; k < 4; k++) {
                 __m256i scales[Q6K_ROWS];
 #pragma GCC unroll 8
-                for (int r = 0; r < Q6K_ROWS; r++) {
-                    const int8_t *sc = x[r][i].scales + 8 * h;
-                    scales[r] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]),
-                                                 _mm_set1_epi16(sc[2 * k]));
-                }
+                for (int r = 0; r < Q6K_ROWS; r++) scales[r] = q6_k_pair_scales(sch[r], k);
 #pragma GCC unroll 8
                 for (int c = 0; c < QTILE_COLS; c++) {
                     __m256i yy = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * h + 32 * k));

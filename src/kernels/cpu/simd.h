@@ -5,7 +5,10 @@
 #ifndef KILN_KERNELS_CPU_SIMD_H
 #define KILN_KERNELS_CPU_SIMD_H
 
+#include "tensor/quant.h"
+
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static inline float hsum_ps(__m256 v)
@@ -25,12 +28,72 @@ static inline __m256i sum8_epi32(const __m256i p[8])
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* Q6_K's 16 sub-block scales: sc16 holds them as int16 (vpmovsxbw of the 16 bytes). For half
+ * h (sub-blocks 8h .. 8h + 7) the 8 scales in both 128-bit lanes; from that, for k = 0..3,
+ * sub-block 8h + 2k's scale in the low lane and 8h + 2k + 1's in the high lane, as the dots
+ * multiply a 32-byte group (two 16-value sub-blocks) with them. */
+static inline __m256i q6_k_half_scales(__m256i sc16, int h)
+{
+    return h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                  : _mm256_permute2x128_si256(sc16, sc16, 0x11);
+}
+
+static inline __m256i q6_k_pair_scales(__m256i half_scales, int k)
+{
+    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)),
+                                          _mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)));
+    return _mm256_shuffle_epi8(half_scales, pick);
+}
+
 /* 32 four-bit values (low nibbles first, then high) as bytes 0..15. */
 static inline __m256i nibbles(const uint8_t *qs)
 {
     __m128i b = _mm_loadu_si128((const __m128i *)qs);
     __m128i m = _mm_set1_epi8(0x0f);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+/* The mins' part of a Q4_K / Q5_K row against one activation row, for super-blocks i0 ..
+ * i0 + m - 1 (m <= 8) added to *mins: each super-block's dmin * a.d * (its mins against the
+ * activations' 16-value sums), added one by one in order as a scalar loop would. The integer
+ * sums and the products of the m super-blocks are computed together (the same values). */
+static inline __attribute__((always_inline)) void k45_mins_group(const void *w, bool q5,
+                                                                 const struct block_q8_k *y,
+                                                                 int64_t i0, int m, float *mins)
+{
+    __m256i p[8];
+    float dmin[8], yd[8], t[8];
+    for (int k = 0; k < 8; k++) {
+        if (k >= m) {
+            p[k] = _mm256_setzero_si256();
+            dmin[k] = yd[k] = 0;
+            continue;
+        }
+        int64_t i = i0 + k;
+        const uint8_t *scales = q5 ? ((const struct block_q5_k *)w)[i].scales
+                                   : ((const struct block_q4_k *)w)[i].scales;
+        uint8_t sc[8], mn[8];
+        k4_unpack_scales(scales, sc, mn);
+        __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+        /* lane k holds the min of sub-block k / 2, against bsums k (16 values each) */
+        __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        p[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16);
+        dmin[k] = _cvtsh_ss(q5 ? ((const struct block_q5_k *)w)[i].dmin : ((const struct block_q4_k *)w)[i].dmin);
+        yd[k] = y[i].d;
+    }
+    _mm256_storeu_ps(t, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_loadu_ps(yd)),
+                                      _mm256_cvtepi32_ps(sum8_epi32(p))));
+    for (int k = 0; k < m; k++) *mins += t[k];
+}
+
+static inline __attribute__((always_inline)) float k45_mins(const void *w, bool q5,
+                                                            const struct block_q8_k *y, int64_t nb)
+{
+    float mins = 0;
+    int64_t i0 = 0;
+    for (; i0 + 8 <= nb; i0 += 8) k45_mins_group(w, q5, y, i0, 8, &mins);
+    if (i0 < nb) k45_mins_group(w, q5, y, i0, (int)(nb - i0), &mins);
+    return mins;
 }
 
 #endif

@@ -1,0 +1,145 @@
+/* Kernel microbenchmark: one thread, the dot kernels kiln picks for this CPU, per weight type.
+ *
+ *   build/bench_kernels [type ...]      (default: q4_0 q4_1 q8_0 q4_k q5_k q6_k f16)
+ *
+ * gemv: a 96 MiB weight matrix (more than any L3 here) of 2048-wide rows against one
+ *       activation row, as decoding a token reads it: rows/s and GB/s of weights; then the
+ *       same number of rows from a 512 KiB slice that stays in L2 (the kernel's compute
+ *       speed: where the two are close, the kernel, not memory, limits decoding).
+ * tile: 64 rows x 2048 against 64 activation rows (in cache), through the GEMM tile where
+ *       the type has one (the dotn kernel otherwise), as prompt processing runs: GMAC/s.
+ * Best of 5 runs each. Use it to compare kernel changes A/B: whole-model numbers on a shared
+ * machine move by 5 % from run to run; these move by about 1 %. */
+#include "base/clock.h"
+#include "kernels/cpu/dot.h"
+#include "tensor/dtype.h"
+#include "tensor/quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N = 2048, TILE_M = 64, TILE_T = 64, RUNS = 5 };
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float next_float(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void *quantized_rows(enum dtype t, int rows, size_t row_bytes)
+{
+    char *w = malloc((size_t)rows * row_bytes);
+    float x[N];
+    /* a few distinct rows, copied: quantizing 96 MiB of K-quants takes too long */
+    for (int r = 0; r < rows; r++) {
+        if (r < 16) {
+            for (int i = 0; i < N; i++) x[i] = next_float();
+            quantize_row(t, w + (size_t)r * row_bytes, x, N);
+        } else {
+            memcpy(w + (size_t)r * row_bytes, w + (size_t)(r % 16) * row_bytes, row_bytes);
+        }
+    }
+    return w;
+}
+
+static double best_seconds(double runs[RUNS])
+{
+    double best = runs[0];
+    for (int i = 1; i < RUNS; i++)
+        if (runs[i] < best) best = runs[i];
+    return best;
+}
+
+static void bench_type(enum dtype t)
+{
+    const struct dot_kernel *k = dot_kernel_for(t);
+    uint64_t row_bytes;
+    if (!k || !dtype_row_bytes(t, N, &row_bytes)) {
+        fprintf(stderr, "bench_kernels: no dot kernel for %s\n", dtype_get(t)->name);
+        return;
+    }
+    size_t act_bytes = act_row_bytes(k->act, N);
+    float x[N];
+    char *act = malloc(act_bytes * TILE_T);
+    for (int c = 0; c < TILE_T; c++) {
+        for (int i = 0; i < N; i++) x[i] = next_float();
+        act_encode(k->act, act + (size_t)c * act_bytes, x, N);
+    }
+
+    int gemv_rows = (int)((96u << 20) / row_bytes);
+    char *w = quantized_rows(t, gemv_rows, row_bytes);
+    volatile float sink = 0;
+    double runs[RUNS];
+    for (int run = 0; run < RUNS; run++) {
+        double t0 = clock_seconds();
+        float s = 0;
+        for (int r = 0; r < gemv_rows; r++) s += k->dot(w + (size_t)r * row_bytes, act, N);
+        runs[run] = clock_seconds() - t0;
+        sink += s;
+    }
+    double gemv = best_seconds(runs);
+    /* the same rows again and again from L2: the kernel's own speed, without memory */
+    int hot_rows = (int)((512u << 10) / row_bytes);
+    for (int run = 0; run < RUNS; run++) {
+        double t0 = clock_seconds();
+        float s = 0;
+        for (int r = 0; r < gemv_rows; r++) s += k->dot(w + (size_t)(r % hot_rows) * row_bytes, act, N);
+        runs[run] = clock_seconds() - t0;
+        sink += s;
+    }
+    double hot = best_seconds(runs);
+    free(w);
+
+    w = quantized_rows(t, TILE_M, row_bytes);
+    float *out = malloc(sizeof(float) * TILE_M * TILE_T);
+    for (int run = 0; run < RUNS; run++) {
+        double t0 = clock_seconds();
+        for (int rep = 0; rep < 20; rep++) {
+            for (int c = 0; c < TILE_T; c += QTILE_COLS)
+                for (int r = 0; r < TILE_M; r += QTILE_ROWS) {
+                    const void *rows[QTILE_ROWS];
+                    for (int i = 0; i < QTILE_ROWS; i++) rows[i] = w + (size_t)(r + i) * row_bytes;
+                    if (k->quant_tile)
+                        k->quant_tile(rows, act + (size_t)c * act_bytes, act_bytes, N,
+                                      out + (size_t)c * TILE_M + r, TILE_M);
+                    else
+                        for (int i = 0; i < QTILE_ROWS; i++)
+                            k->dotn ? k->dotn(rows[i], act + (size_t)c * act_bytes, act_bytes,
+                                              QTILE_COLS, N, out + (size_t)c * TILE_M + r + i)
+                                    : (void)(out[r + i] = k->dot(rows[i], act, N));
+                }
+        }
+        runs[run] = (clock_seconds() - t0) / 20;
+        sink += out[0];
+    }
+    double tile = best_seconds(runs);
+    printf("| %-5s | %-6s | %8.2f | %6.1f | %8.2f | %7.1f | %s |\n", dtype_get(t)->name,
+           cpu_isa_name(cpu_best_isa()), gemv_rows / gemv / 1e6, gemv_rows * row_bytes / gemv / 1e9,
+           gemv_rows / hot / 1e6,
+           (double)TILE_M * TILE_T * N / tile / 1e9, k->quant_tile ? "tile" : "dotn");
+    free(out);
+    free(w);
+    free(act);
+}
+
+int main(int argc, char **argv)
+{
+    const char *defaults[] = {"q4_0", "q4_1", "q8_0", "q4_k", "q5_k", "q6_k", "f16"};
+    int n = argc > 1 ? argc - 1 : (int)(sizeof defaults / sizeof *defaults);
+    printf("| type | isa | gemv Mrows/s | gemv GB/s | gemv from L2 Mrows/s | tile GMAC/s | batched kernel |\n");
+    printf("|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const char *name = argc > 1 ? argv[i + 1] : defaults[i];
+        int t = dtype_parse(name);
+        if (t < 0) {
+            fprintf(stderr, "bench_kernels: unknown type '%s'\n", name);
+            return 2;
+        }
+        bench_type((enum dtype)t);
+    }
+    return 0;
+}
