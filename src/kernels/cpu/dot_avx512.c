@@ -46,10 +46,14 @@ const dot_tile_fn tile_f32_avx512 = tile_f32;
 
 /* Tiles of the 32-element types Q8_0, Q4_0 and Q4_1: QTILE_ROWS rows against QTILE_COLS Q8A
  * activation rows. Per block and output they do what dotn_q8_0 / dotn_q4_0 / dotn_q4_1 in
- * dot_avx2.c do, in 8 lanes: the same int32 lane sums (VNNI's dpbusd of |w| and sign(a, w),
- * or of Q4_1's unsigned w and a, equals maddubs + madd there: no pair can saturate), the same
- * float scale (half(w.d) * a.d), the same fused multiply-add into the lane accumulator, the
- * same scalar sum of Q4_1's offsets, then the same hsum. type is a constant in each use. */
+ * dot_avx2.c do, in 8 lanes: the same int32 lane sums (maddubs + madd there, no pair can
+ * saturate), the same float scale (half(w.d) * a.d), the same fused multiply-add into the lane
+ * accumulator, the same scalar sum of Q4_1's offsets, then the same hsum. The lane sums come
+ * from VNNI's dpbusd, which multiplies unsigned by signed bytes: Q4_1's weights are unsigned;
+ * for the signed weights of Q8_0 and Q4_0 the activations are shifted to unsigned (a + 128,
+ * once per column) and the accumulator starts at -128 * (the lane's weights' sum, once per
+ * row), which leaves exactly the lane's sum of a * w with one instruction per output.
+ * type is a constant in each use. */
 _Static_assert(QTILE_COLS == 4, "the per-block scales are computed as one 4-lane vector");
 
 static inline __attribute__((always_inline)) void tile_q32(const void *const *w, const void *a,
@@ -67,8 +71,9 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
 #pragma GCC unroll 8
         for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
     }
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
     for (int64_t i = 0; i < n / QK; i++) {
-        __m256i ax[QTILE_ROWS], sx[QTILE_ROWS];
+        __m256i sx[QTILE_ROWS], init[QTILE_ROWS];
         float dx[QTILE_ROWS], mx[QTILE_ROWS];
 #pragma GCC unroll 8
         for (int r = 0; r < QTILE_ROWS; r++) {
@@ -86,7 +91,9 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
                 dx[r] = _cvtsh_ss(b->d);
                 mx[r] = _cvtsh_ss(b->m);
             }
-            ax[r] = type == DTYPE_Q4_1 ? sx[r] : _mm256_sign_epi8(sx[r], sx[r]);
+            init[r] = type == DTYPE_Q4_1 ? _mm256_setzero_si256()
+                                         : _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), k80, sx[r]));
         }
         /* every (row, column) scale dx * dy of this block at once: the same float products */
         __m128 dy = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
@@ -102,10 +109,11 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
 #pragma GCC unroll 8
         for (int c = 0; c < QTILE_COLS; c++) {
             __m256i qy = _mm256_loadu_si256((const __m256i *)y[c][i].qs);
+            __m256i uy = _mm256_xor_si256(qy, k80); /* a + 128 as unsigned bytes */
 #pragma GCC unroll 8
             for (int r = 0; r < QTILE_ROWS; r++) {
-                __m256i sy = type == DTYPE_Q4_1 ? qy : _mm256_sign_epi8(qy, sx[r]);
-                __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax[r], sy);
+                __m256i sum = type == DTYPE_Q4_1 ? _mm256_dpbusd_epi32(init[r], sx[r], qy)
+                                                 : _mm256_dpbusd_epi32(init[r], uy, sx[r]);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&scale[r][c]),
                                             _mm256_cvtepi32_ps(sum), acc[r][c]);
             }
