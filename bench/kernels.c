@@ -7,7 +7,8 @@
  *       same number of rows from a 512 KiB slice that stays in L2 (the kernel's compute
  *       speed: where the two are close, the kernel, not memory, limits decoding).
  * tile: 64 rows x 2048 against 64 activation rows (in cache), through the GEMM tile where
- *       the type has one (the dotn kernel otherwise), as prompt processing runs: GMAC/s.
+ *       the type has one (F16 / BF16 rows widened to floats first, as matmul_float_rows
+ *       does; the dotn kernel otherwise), as prompt processing runs: GMAC/s.
  * Best of 5 runs each. Use it to compare kernel changes A/B: whole-model numbers on a shared
  * machine move by 5 % from run to run; these move by about 1 %. */
 #include "base/clock.h"
@@ -96,7 +97,26 @@ static void bench_type(enum dtype t)
 
     w = quantized_rows(t, TILE_M, row_bytes);
     float *out = malloc(sizeof(float) * TILE_M * TILE_T);
-    for (int run = 0; run < RUNS; run++) {
+    float *wide = malloc(sizeof(float) * TILE_M * N);
+    int float_cols = TILE_T / TILE_COLS * TILE_COLS;
+    for (int run = 0; k->float_tile && run < RUNS; run++) {
+        /* as matmul_float_rows does it: the rows widened once, then the float tile */
+        double t0 = clock_seconds();
+        for (int rep = 0; rep < 20; rep++) {
+            const float *rows[TILE_M];
+            for (int r = 0; r < TILE_M; r++) {
+                rows[r] = t == DTYPE_F32 ? (const float *)(w + (size_t)r * row_bytes) : wide + (size_t)r * N;
+                if (t != DTYPE_F32) k->widen(wide + (size_t)r * N, w + (size_t)r * row_bytes, N);
+            }
+            for (int c = 0; c < float_cols; c += TILE_COLS)
+                for (int r = 0; r < TILE_M; r += TILE_ROWS)
+                    k->float_tile(rows + r, act + (size_t)c * act_bytes, act_bytes, N,
+                                  out + (size_t)c * TILE_M + r, TILE_M);
+        }
+        runs[run] = (clock_seconds() - t0) / 20 * TILE_T / float_cols;
+        sink += out[0];
+    }
+    for (int run = 0; !k->float_tile && run < RUNS; run++) {
         double t0 = clock_seconds();
         for (int rep = 0; rep < 20; rep++) {
             for (int c = 0; c < TILE_T; c += QTILE_COLS)
@@ -120,7 +140,9 @@ static void bench_type(enum dtype t)
     printf("| %-5s | %-6s | %8.2f | %6.1f | %8.2f | %7.1f | %s |\n", dtype_get(t)->name,
            cpu_isa_name(cpu_best_isa()), gemv_rows / gemv / 1e6, gemv_rows * row_bytes / gemv / 1e9,
            gemv_rows / hot / 1e6,
-           (double)TILE_M * TILE_T * N / tile / 1e9, k->quant_tile ? "tile" : "dotn");
+           (double)TILE_M * TILE_T * N / tile / 1e9,
+           k->quant_tile ? "quantized tile" : k->float_tile ? (t == DTYPE_F32 ? "float tile" : "widened, float tile") : "dotn");
+    free(wide);
     free(out);
     free(w);
     free(act);
