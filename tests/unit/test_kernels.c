@@ -338,14 +338,17 @@ static void test_attention_row_helpers(void)
  * call per row gives (F16 and F32 rows of 64 with a stride, as heads in a KV row). */
 static void test_attention_rows_forms_equal_row_calls(void)
 {
-    enum { HD = 64, ROWS = 16, STRIDE = 3 * HD };
+    /* head sizes of real models (64, 128, 256) and ones with tails past the 64-value chunks
+     * and past the 8-value vectors */
+    enum { MAX_HD = 256, ROWS = 16, STRIDE = 3 * MAX_HD };
     static f16_t k16[ROWS * STRIDE];
-    static float k32[ROWS * STRIDE], q[HD], w[ROWS], a[ROWS], b[ROWS], y1[HD], y2[HD];
+    static float k32[ROWS * STRIDE], q[MAX_HD], w[ROWS], a[ROWS], b[ROWS], y1[MAX_HD], y2[MAX_HD];
+    const int head_dims[] = {64, 72, 100, 128, 256};
     for (int i = 0; i < ROWS * STRIDE; i++) {
         k32[i] = next_f() * 2 - 1;
         k16[i] = f32_to_f16(k32[i]);
     }
-    for (int i = 0; i < HD; i++) q[i] = next_f() - 0.5f;
+    for (int i = 0; i < MAX_HD; i++) q[i] = next_f() - 0.5f;
     for (int r = 0; r < ROWS; r++) w[r] = next_f();
     const enum dtype types[] = {DTYPE_F16, DTYPE_F32};
     int checked = 0;
@@ -355,18 +358,21 @@ static void test_attention_rows_forms_equal_row_calls(void)
         if (!kern->rows || !rows_axpy) continue;
         const void *base = types[k] == DTYPE_F16 ? (const void *)k16 : (const void *)k32;
         size_t stride = (types[k] == DTYPE_F16 ? sizeof(f16_t) : sizeof(float)) * STRIDE;
-        kern->rows(a, base, stride, ROWS, q, HD, 0.125f);
-        memset(y1, 0, sizeof y1);
-        memset(y2, 0, sizeof y2);
-        rows_axpy(y1, w, base, stride, ROWS, HD);
-        for (int r = 0; r < ROWS; r++) {
-            const void *row = (const char *)base + (size_t)r * stride;
-            b[r] = kern->dot(row, q, HD) * 0.125f;
-            if (types[k] == DTYPE_F16) axpy_f16_for_cpu()(y2, w[r], row, HD);
-            else axpy_f32_for_cpu()(y2, w[r], row, HD);
+        for (size_t d = 0; d < sizeof head_dims / sizeof *head_dims; d++) {
+            int hd = head_dims[d];
+            kern->rows(a, base, stride, ROWS, q, hd, 0.125f);
+            for (int i = 0; i < hd; i++) y1[i] = y2[i] = q[i]; /* a running sum, not zeros */
+            rows_axpy(y1, w, base, stride, ROWS, hd);
+            for (int r = 0; r < ROWS; r++) {
+                const void *row = (const char *)base + (size_t)r * stride;
+                b[r] = kern->dot(row, q, hd) * 0.125f;
+                if (types[k] == DTYPE_F16) axpy_f16_for_cpu()(y2, w[r], row, hd);
+                else axpy_f32_for_cpu()(y2, w[r], row, hd);
+            }
+            CHECK(!memcmp(a, b, sizeof a), "%s hd %d: key rows differ", dtype_get(types[k])->name, hd);
+            CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)hd), "%s hd %d: axpy rows differ",
+                  dtype_get(types[k])->name, hd);
         }
-        CHECK(!memcmp(a, b, sizeof a), "%s key rows differ", dtype_get(types[k])->name);
-        CHECK(!memcmp(y1, y2, sizeof y1), "%s axpy rows differ", dtype_get(types[k])->name);
         checked++;
     }
     CHECK(cpu_best_isa() == ISA_REF || checked == 2, "only %d rows forms", checked);
