@@ -4,14 +4,18 @@
 
 #include "kernels/cpu/dot.h"
 
+#include <math.h>
+
+/* y[i] = a * x[i] + y[i] with one rounding (fmaf), as the vector versions' fused
+ * multiply-add computes it. */
 void axpy_f32_ref(float *y, float a, const float *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
 void axpy_f16_ref(float *y, float a, const f16_t *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, f16_to_f32(x[i]), y[i]);
 }
 
 axpy_f32_fn axpy_f32_for_cpu(void)

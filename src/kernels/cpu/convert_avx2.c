@@ -2,17 +2,18 @@
 #include "kernels/cpu/convert.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 
-/* The tails use separate multiply and add, as the vector part does (no contraction). */
+/* y = a * x + y with one rounding: a fused multiply-add per element, fmaf in the tails (as
+ * the scalar references compute it). */
 static inline void axpy32(float *y, float a, const float *x, int64_t n)
 {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
-                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++) y[i] += a * x[i];
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
 static inline void axpy16(float *y, float a, const f16_t *x, int64_t n)
@@ -21,9 +22,9 @@ static inline void axpy16(float *y, float a, const f16_t *x, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, v)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, v, _mm256_loadu_ps(y + i)));
     }
-    for (; i < n; i++) y[i] += a * f16_to_f32(x[i]);
+    for (; i < n; i++) y[i] = fmaf(a, f16_to_f32(x[i]), y[i]);
 }
 
 void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
@@ -38,8 +39,8 @@ void axpy_f16_avx2(float *y, float a, const f16_t *x, int64_t n)
 
 /* Several rows in order, each exactly as the single-row call adds it: y is taken 64 values
  * (8 registers) at a time and kept in registers while every row adds to it, which is the
- * same sequence of y[i] = y[i] + w[r] * x[r][i] per element without a load and a store per
- * row; the tail past the last 8 goes row by row, as axpy's own tail. */
+ * same sequence of fused y[i] = w[r] * x[r][i] + y[i] per element without a load and a store
+ * per row; the tail past the last 64 goes row by row, as axpy's own. */
 enum { AXPY_CHUNK = 64 };
 
 static inline __attribute__((always_inline)) void axpy_rows(float *y, const float *w,
@@ -56,7 +57,7 @@ static inline __attribute__((always_inline)) void axpy_rows(float *y, const floa
             for (int k = 0; k < AXPY_CHUNK / 8; k++) {
                 __m256 v = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const f16_t *)row + i + 8 * k)))
                                : _mm256_loadu_ps((const float *)row + i + 8 * k);
-                acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(va, v));
+                acc[k] = _mm256_fmadd_ps(va, v, acc[k]);
             }
         }
         for (int k = 0; k < AXPY_CHUNK / 8; k++) _mm256_storeu_ps(y + i + 8 * k, acc[k]);
