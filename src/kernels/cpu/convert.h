@@ -1,5 +1,6 @@
 /* y = a * x + y (fused: one rounding) over a row (or rows) of F32 or F16 values: the
- * attention's weighted sum of values. The caller resolves the version for this CPU once and keeps the pointer.
+ * attention's weighted sum of values. The caller resolves the version for this CPU once and
+ * keeps the pointer.
  * Contract for src/kernels/cpu/convert.c, convert_avx2.c. Pure; any thread. */
 #ifndef KILN_KERNELS_CPU_CONVERT_H
 #define KILN_KERNELS_CPU_CONVERT_H
