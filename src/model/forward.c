@@ -72,8 +72,10 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->ff_up = malloc(nb * ff * sizeof(float));
     /* per token: the angles of global layers, then those of sliding-window layers */
     s->rope_cs = malloc(2 * nb * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
-    s->scores = malloc((size_t)pool_size(m->pool) * ((size_t)max_pos + (size_t)hp->head_dim) *
-                       sizeof(float));
+    /* per thread: the scores of a group of query heads sharing a KV head, and a dequantized row */
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    s->scores = malloc((size_t)pool_size(m->pool) *
+                       (group * (size_t)max_pos + (size_t)hp->head_dim) * sizeof(float));
     s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
@@ -139,10 +141,13 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
     return base + slot * kv->row_bytes;
 }
 
-/* One (token, head) pair per unit of work: scores over the visible positions, softmax,
- * weighted sum of values. Each unit reads only its own token's query and sequence, so the
- * result never depends on the rest of the batch. F16 and F32 keys and values are read in
- * place; Q8_0 ones are expanded a head at a time. */
+/* One (token, KV head) pair per unit of work: for each query head of the group sharing that
+ * KV head, scores over the visible positions, softmax, weighted sum of values. The group's
+ * heads go through each KV block one after another while it is in L1 (the keys and values
+ * are read from memory once per group, not once per head). Each unit reads only its own
+ * token's query and sequence, and each head's arithmetic is its own, so the result never
+ * depends on the rest of the batch. F16 and F32 keys and values are read in place; Q8_0
+ * ones are expanded a row at a time. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -151,51 +156,60 @@ static void attention_worker(void *ctx, int ith, int nth)
     const struct hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t qd = (size_t)hp->n_head * hd;
-    float *scores = s->scores + (size_t)ith * ((size_t)s->max_pos + (size_t)hd);
-    float *tmp = scores + s->max_pos;
+    float *scores = s->scores + (size_t)ith * ((size_t)group * (size_t)s->max_pos + (size_t)hd);
+    float *tmp = scores + (size_t)group * (size_t)s->max_pos;
     bool expand = kv->type == DTYPE_Q8_0;
-    int units = j->b->n * hp->n_head;
+    int units = j->b->n * hp->n_head_kv;
     /* interleaved, not in halves: a later position attends over more keys */
     for (int u = ith; u < units; u += nth) {
-        int t = u / hp->n_head, h = u % hp->n_head, g = h / group;
+        int t = u / hp->n_head_kv, g = u % hp->n_head_kv;
         int pos = j->b->pos[t];
         const int32_t *table = j->b->block_tables[t];
         int lo = j->local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
-        const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+        int n_vis = pos - lo + 1;
         /* a block's positions are consecutive rows: one call per block where the kernels
          * have a rows form (the same arithmetic per position as the one-row calls) */
         for (int p = lo; p <= pos;) {
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (kv->key_dot->rows && !expand) {
-                kv->key_dot->rows(scores + (p - lo), k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
-            } else {
-                for (int i = 0; i < cnt; i++, k += kv->row_bytes) {
-                    if (expand) dequantize_row(kv->type, tmp, k, hd);
-                    scores[p + i - lo] =
-                        kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+                float *sc = scores + (size_t)(h - g * group) * (size_t)s->max_pos + (p - lo);
+                if (kv->key_dot->rows && !expand) {
+                    kv->key_dot->rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
+                    continue;
+                }
+                const uint8_t *row = k;
+                for (int i = 0; i < cnt; i++, row += kv->row_bytes) {
+                    if (expand) dequantize_row(kv->type, tmp, row, hd);
+                    sc[i] = kv->key_dot->dot(expand ? (const void *)tmp : row, q, hd) * hp->attn_scale;
                 }
             }
             p += cnt;
         }
-        softmax(scores, pos - lo + 1);
-        float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int h = 0; h < group; h++) {
+            softmax(scores + (size_t)h * (size_t)s->max_pos, n_vis);
+            memset(s->attn + (size_t)t * qd + (size_t)(g * group + h) * hd, 0, (size_t)hd * sizeof(float));
+        }
         for (int p = lo; p <= pos;) {
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (kv->axpy_rows) {
-                kv->axpy_rows(out, scores + (p - lo), v, kv->row_bytes, cnt, hd);
-            } else {
-                for (int i = 0; i < cnt; i++, v += kv->row_bytes) {
-                    float w = scores[p + i - lo];
-                    if (kv->type == DTYPE_F16) kv->axpy_f16(out, w, (const f16_t *)v, hd);
-                    else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w, (const float *)v, hd);
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
+                const float *w = scores + (size_t)(h - g * group) * (size_t)s->max_pos + (p - lo);
+                if (kv->axpy_rows) {
+                    kv->axpy_rows(out, w, v, kv->row_bytes, cnt, hd);
+                    continue;
+                }
+                const uint8_t *row = v;
+                for (int i = 0; i < cnt; i++, row += kv->row_bytes) {
+                    if (kv->type == DTYPE_F16) kv->axpy_f16(out, w[i], (const f16_t *)row, hd);
+                    else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w[i], (const float *)row, hd);
                     else {
-                        dequantize_row(kv->type, tmp, v, hd);
-                        kv->axpy_f32(out, w, tmp, hd);
+                        dequantize_row(kv->type, tmp, row, hd);
+                        kv->axpy_f32(out, w[i], tmp, hd);
                     }
                 }
             }

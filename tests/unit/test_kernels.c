@@ -361,6 +361,11 @@ static void test_attention_rows_forms_equal_row_calls(void)
         for (size_t d = 0; d < sizeof head_dims / sizeof *head_dims; d++) {
             int hd = head_dims[d];
             kern->rows(a, base, stride, ROWS, q, hd, 0.125f);
+            /* a block cut short (the sequence's last positions) */
+            float part[ROWS];
+            kern->rows(part, base, stride, ROWS - 3, q, hd, 0.125f);
+            CHECK(!memcmp(a, part, sizeof(float) * (ROWS - 3)), "%s hd %d: a short block differs",
+                  dtype_get(types[k])->name, hd);
             for (int i = 0; i < hd; i++) y1[i] = y2[i] = q[i]; /* a running sum, not zeros */
             rows_axpy(y1, w, base, stride, ROWS, hd);
             for (int r = 0; r < ROWS; r++) {
