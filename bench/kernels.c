@@ -21,6 +21,7 @@
 #include <string.h>
 
 enum { N = 2048, TILE_M = 64, TILE_T = 64, RUNS = 5 };
+_Static_assert(QTILE_COLS <= DOT_MAX_COLS, "a tile's columns in one dotn call");
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static volatile float sink; /* keeps the timed results alive */
@@ -126,11 +127,17 @@ static void bench_type(enum dtype t)
                     if (k->quant_tile)
                         k->quant_tile(rows, act + (size_t)c * act_bytes, act_bytes, N,
                                       out + (size_t)c * TILE_M + r, TILE_M);
+                    else if (k->dotn)
+                        for (int i = 0; i < QTILE_ROWS; i++) {
+                            float res[QTILE_COLS];
+                            k->dotn(rows[i], act + (size_t)c * act_bytes, act_bytes, QTILE_COLS, N, res);
+                            for (int cc = 0; cc < QTILE_COLS; cc++) out[(size_t)(c + cc) * TILE_M + r + i] = res[cc];
+                        }
                     else
                         for (int i = 0; i < QTILE_ROWS; i++)
-                            k->dotn ? k->dotn(rows[i], act + (size_t)c * act_bytes, act_bytes,
-                                              QTILE_COLS, N, out + (size_t)c * TILE_M + r + i)
-                                    : (void)(out[r + i] = k->dot(rows[i], act, N));
+                            for (int cc = 0; cc < QTILE_COLS; cc++) /* per column, as matmul */
+                                out[(size_t)(c + cc) * TILE_M + r + i] =
+                                    k->dot(rows[i], act + (size_t)(c + cc) * act_bytes, N);
                 }
         }
         runs[run] = (clock_seconds() - t0) / 20;

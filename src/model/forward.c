@@ -141,13 +141,14 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
     return base + slot * kv->row_bytes;
 }
 
-/* One (token, KV head) pair per unit of work: for each query head of the group sharing that
- * KV head, scores over the visible positions, softmax, weighted sum of values. The group's
- * heads go through each KV block one after another while it is in L1 (the keys and values
- * are read from memory once per group, not once per head). Each unit reads only its own
- * token's query and sequence, and each head's arithmetic is its own, so the result never
- * depends on the rest of the batch. F16 and F32 keys and values are read in place; Q8_0
- * ones are expanded a row at a time. */
+/* One unit of work: a token, a KV head and the query heads sharing it (all of the group, or
+ * a part of it when there are too few units for the threads, as when decoding one token):
+ * for each of those heads, scores over the visible positions, softmax, weighted sum of
+ * values. The heads go through each KV block one after another while it is in L1, so keys
+ * and values are read from memory once per unit, not once per head (a Q8_0 row is
+ * dequantized once for all of them). Each unit reads only its own token's query and
+ * sequence, and each head's arithmetic is its own, so the result never depends on the rest
+ * of the batch or on how the heads are grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -155,62 +156,60 @@ static void attention_worker(void *ctx, int ith, int nth)
     const struct kv_store *kv = j->kv;
     const struct hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t qd = (size_t)hp->n_head * hd;
-    float *scores = s->scores + (size_t)ith * ((size_t)group * (size_t)s->max_pos + (size_t)hd);
-    float *tmp = scores + (size_t)group * (size_t)s->max_pos;
+    size_t qd = (size_t)hp->n_head * hd, max_pos = (size_t)s->max_pos;
+    float *scores = s->scores + (size_t)ith * ((size_t)group * max_pos + (size_t)hd);
+    float *tmp = scores + (size_t)group * max_pos;
     bool expand = kv->type == DTYPE_Q8_0;
-    int units = j->b->n * hp->n_head_kv;
+    bool key_rows = kv->key_dot->rows && !expand;
+    /* at least two units per thread where the heads allow it */
+    int per_kv = j->b->n * hp->n_head_kv;
+    int parts = per_kv >= 2 * nth ? 1 : (2 * nth + per_kv - 1) / per_kv;
+    if (parts > group) parts = group;
+    int units = per_kv * parts;
     /* interleaved, not in halves: a later position attends over more keys */
     for (int u = ith; u < units; u += nth) {
-        int t = u / hp->n_head_kv, g = u % hp->n_head_kv;
+        int t = u / (hp->n_head_kv * parts), g = u / parts % hp->n_head_kv, part = u % parts;
+        int h0 = g * group + group * part / parts, h1 = g * group + group * (part + 1) / parts;
         int pos = j->b->pos[t];
         const int32_t *table = j->b->block_tables[t];
         int lo = j->local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
-        int n_vis = pos - lo + 1;
-        /* a block's positions are consecutive rows: one call per block where the kernels
-         * have a rows form (the same arithmetic per position as the one-row calls) */
+        /* head h's scores: scores + (h - h0) * max_pos, position p at p - lo */
+        /* a block's positions are consecutive rows: one call per block and head where the
+         * kernels have a rows form (the same arithmetic per position as the one-row calls) */
         for (int p = lo; p <= pos;) {
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-                float *sc = scores + (size_t)(h - g * group) * (size_t)s->max_pos + (p - lo);
-                if (kv->key_dot->rows && !expand) {
-                    kv->key_dot->rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
-                    continue;
-                }
-                const uint8_t *row = k;
-                for (int i = 0; i < cnt; i++, row += kv->row_bytes) {
-                    if (expand) dequantize_row(kv->type, tmp, row, hd);
-                    sc[i] = kv->key_dot->dot(expand ? (const void *)tmp : row, q, hd) * hp->attn_scale;
+            for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
+                if (expand) dequantize_row(kv->type, tmp, k, hd);
+                for (int h = h0; h < h1; h++) {
+                    const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+                    float *sc = scores + (size_t)(h - h0) * max_pos + (p - lo);
+                    if (key_rows)
+                        kv->key_dot->rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
+                    else
+                        sc[i] = kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
                 }
             }
             p += cnt;
         }
-        for (int h = 0; h < group; h++) {
-            softmax(scores + (size_t)h * (size_t)s->max_pos, n_vis);
-            memset(s->attn + (size_t)t * qd + (size_t)(g * group + h) * hd, 0, (size_t)hd * sizeof(float));
+        for (int h = h0; h < h1; h++) {
+            softmax(scores + (size_t)(h - h0) * max_pos, pos - lo + 1);
+            memset(s->attn + (size_t)t * qd + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
         }
         for (int p = lo; p <= pos;) {
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
-                const float *w = scores + (size_t)(h - g * group) * (size_t)s->max_pos + (p - lo);
-                if (kv->axpy_rows) {
-                    kv->axpy_rows(out, w, v, kv->row_bytes, cnt, hd);
-                    continue;
-                }
-                const uint8_t *row = v;
-                for (int i = 0; i < cnt; i++, row += kv->row_bytes) {
-                    if (kv->type == DTYPE_F16) kv->axpy_f16(out, w[i], (const f16_t *)row, hd);
-                    else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w[i], (const float *)row, hd);
-                    else {
-                        dequantize_row(kv->type, tmp, row, hd);
-                        kv->axpy_f32(out, w[i], tmp, hd);
-                    }
+            for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
+                if (expand) dequantize_row(kv->type, tmp, v, hd);
+                for (int h = h0; h < h1; h++) {
+                    float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
+                    const float *w = scores + (size_t)(h - h0) * max_pos + (p - lo);
+                    if (kv->axpy_rows) kv->axpy_rows(out, w, v, kv->row_bytes, cnt, hd);
+                    else if (kv->type == DTYPE_F16) kv->axpy_f16(out, w[i], (const f16_t *)v, hd);
+                    else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w[i], (const float *)v, hd);
+                    else kv->axpy_f32(out, w[i], tmp, hd);
                 }
             }
             p += cnt;

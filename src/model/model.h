@@ -144,7 +144,8 @@ struct forward_state {
     float *x, *xn, *q, *k, *v, *attn, *ff_gate, *ff_up; /* [n_batch][...] */
     float *rope_cs;           /* [2][n_batch][rope_dim] cos / sin of each token's angles, for
                                  global then sliding-window layers */
-    float *scores;            /* [n_threads][max_pos + head_dim] */
+    float *scores;            /* [n_threads][group * max_pos + head_dim]: the scores of the
+                                 query heads sharing a KV head, and a dequantized row */
     uint8_t *act;             /* encoded activations, [n_batch][row bytes of the widest input] */
     float *ffn_out;           /* [n_batch][n_embd] */
     float *router_logits;     /* [n_batch][n_expert], MoE only (below too) */

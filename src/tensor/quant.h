@@ -32,7 +32,10 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m
 
 /* All eight scales (sc[0..7]) and mins (mn[0..7]) of a Q4_K/Q5_K super-block at once, as
  * k4_scale_min gives them, by operating on the 12 packed bytes as three 32-bit words (four
- * bytes per word op, instead of a dozen scalar steps per sub-block in the dot kernels). */
+ * bytes per word op, instead of a dozen scalar steps per sub-block in the dot kernels). The
+ * words are little-endian, as on every machine kiln builds for (x86-64). */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "k4_unpack_scales reads words");
+
 static inline void k4_unpack_scales(const uint8_t *q, uint8_t sc[8], uint8_t mn[8])
 {
     uint32_t u0, u1, u2, w[4];

@@ -158,7 +158,7 @@ static void test_avx512_dots_equal_avx2(void)
  * gives it: batching must never change a result. */
 static void test_multi_column_dots_equal_single(void)
 {
-    enum { N = 2048 };
+    enum { N = 2816 }; /* 11 K-quant super-blocks: the mins' groups of 8 end short */
     static uint8_t w[N * 4], a[DOT_MAX_COLS][N * 4];
     static float x[N];
     int checked = 0;
@@ -254,7 +254,7 @@ static void test_float_tile_equals_single_dots(void)
  * single-token dot of the same type. */
 static void test_quant_tiles_equal_single_dots(void)
 {
-    enum { N = 2048 };
+    enum { N = 2816 }; /* 11 K-quant super-blocks: the mins' groups of 8 end short */
     static uint8_t w[QTILE_ROWS][N * 2], a[QTILE_COLS][N * 2];
     static float x[N];
     int checked = 0;
@@ -335,7 +335,8 @@ static void test_attention_row_helpers(void)
 }
 
 /* A KV block at a time: the rows forms of the key dot and of axpy give exactly what one
- * call per row gives (F16 and F32 rows of 64 with a stride, as heads in a KV row). */
+ * call per row gives (F16 and F32 rows of several head sizes with a stride, as heads in a
+ * KV row). */
 static void test_attention_rows_forms_equal_row_calls(void)
 {
     /* head sizes of real models (64, 128, 256) and ones with tails past the 64-value chunks
@@ -429,9 +430,6 @@ static void test_q8_0_quantize_roundtrip_is_close(void)
     for (int i = 0; i < 256; i++) CHECK(fabsf(x[i] - y[i]) < 0.005f, "element %d", i);
 }
 
-/* Every weight quantizer on awkward blocks: all zero, constant, one outlier, all negative,
- * tiny and huge magnitudes. The result must decode to finite values within the error the
- * format allows (a fraction of the super-block's range), and zeros must stay zeros. */
 /* The word-parallel unpacker gives what k4_scale_min gives, scale by scale, for random packed
  * bytes (every bit pattern of the 12 bytes is a valid super-block header). */
 static void test_k4_unpack_scales_equals_scale_min(void)
@@ -449,6 +447,9 @@ static void test_k4_unpack_scales_equals_scale_min(void)
     }
 }
 
+/* Every weight quantizer on awkward blocks: all zero, constant, one outlier, all negative,
+ * tiny and huge magnitudes. The result must decode to finite values within the error the
+ * format allows (a fraction of the super-block's range), and zeros must stay zeros. */
 static void test_weight_quantizers_on_edge_blocks(void)
 {
     static const enum dtype types[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0,

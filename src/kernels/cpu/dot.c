@@ -86,7 +86,8 @@ static void resolve_kernels(void)
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
                 kernels[isa][t].float_tile = tile_f32_avx512;
-            /* the VNNI tiles compute as the AVX2 multi-column dots: only alongside them */
+            /* the VNNI tiles compute as the multi-column dots (AVX2's, and AVX-512's for Q4_K,
+             * which equal them): only alongside them */
             const dot_qtile_fn qtiles[DTYPE_COUNT] = {
                 [DTYPE_Q8_0] = tile_q8_0_avx512, [DTYPE_Q4_0] = tile_q4_0_avx512,
                 [DTYPE_Q4_1] = tile_q4_1_avx512, [DTYPE_Q4_K] = tile_q4_k_avx512,

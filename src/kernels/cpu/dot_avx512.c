@@ -52,7 +52,9 @@ const dot_tile_fn tile_f32_avx512 = tile_f32;
  * from VNNI's dpbusd, which multiplies unsigned by signed bytes: Q4_1's weights are unsigned;
  * for the signed weights of Q8_0 and Q4_0 the activations are shifted to unsigned (a + 128,
  * once per column) and the accumulator starts at -128 * (the lane's weights' sum, once per
- * row), which leaves exactly the lane's sum of a * w with one instruction per output.
+ * row), which leaves exactly the lane's sum of a * w with one instruction per output. (The
+ * activation encoders never write -128: their scale is amax / 127. The AVX2 dot's sign trick
+ * needs that too, so both agree on every input the encoders produce.)
  * type is a constant in each use. */
 _Static_assert(QTILE_COLS == 4, "the per-block scales are computed as one 4-lane vector");
 
@@ -179,8 +181,8 @@ static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, 
             __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
             __m256i lo = _mm256_and_si256(q, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j)));
-            __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2)));
+            __m256i s0 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j));
+            __m256i s1 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j + 1));
             for (int c = 0; c < nc; c++) {
                 __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j));
                 __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j + 32));
@@ -228,9 +230,6 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
                            int64_t n, float *out, size_t out_stride)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    /* pshufb masks that broadcast int16 k of each 128-bit lane: scale of sub-block k */
-    __m256i pick[8];
-    for (int k = 0; k < 8; k++) pick[k] = _mm256_set1_epi16((short)(0x0100 * (2 * k + 1) + 2 * k));
     __m256 acc[Q4K_ROWS][QTILE_COLS];
     __m256 mins = _mm256_setzero_ps(); /* lane r * QTILE_COLS + c */
 #pragma GCC unroll 8
@@ -262,8 +261,8 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
                 __m256i q = _mm256_loadu_si256((const __m256i *)(x[r][i].qs + 32 * j));
                 lo[r] = _mm256_and_si256(q, m4);
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                s0[r] = _mm256_shuffle_epi8(scales[r], pick[2 * j]);
-                s1[r] = _mm256_shuffle_epi8(scales[r], pick[2 * j + 1]);
+                s0[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j));
+                s1[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j + 1));
             }
 #pragma GCC unroll 8
             for (int c = 0; c < QTILE_COLS; c++) {

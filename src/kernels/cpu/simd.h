@@ -28,6 +28,13 @@ static inline __m256i sum8_epi32(const __m256i p[8])
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* The pshufb mask that copies the int16 at index k of each 128-bit lane to all of that
+ * lane's 8 int16s: a scale broadcast when the lane holds 8 sub-block scales. */
+static inline __m256i pick_epi16(int k)
+{
+    return _mm256_set1_epi16((short)(0x0100 * (2 * k + 1) + 2 * k));
+}
+
 /* Q6_K's 16 sub-block scales: sc16 holds them as int16 (vpmovsxbw of the 16 bytes). For half
  * h (sub-blocks 8h .. 8h + 7) the 8 scales in both 128-bit lanes; from that, for k = 0..3,
  * sub-block 8h + 2k's scale in the low lane and 8h + 2k + 1's in the high lane, as the dots
@@ -40,9 +47,9 @@ static inline __m256i q6_k_half_scales(__m256i sc16, int h)
 
 static inline __m256i q6_k_pair_scales(__m256i half_scales, int k)
 {
-    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 * (4 * k + 3) + 4 * k + 2)),
-                                          _mm_set1_epi16((short)(0x0100 * (4 * k + 1) + 4 * k)));
-    return _mm256_shuffle_epi8(half_scales, pick);
+    /* scale 2k in the low lane, 2k + 1 in the high one */
+    return _mm256_shuffle_epi8(half_scales,
+                               _mm256_blend_epi32(pick_epi16(2 * k), pick_epi16(2 * k + 1), 0xf0));
 }
 
 /* 32 four-bit values (low nibbles first, then high) as bytes 0..15. */
