@@ -91,6 +91,7 @@ static void resolve_kernels(void)
             const dot_qtile_fn qtiles[DTYPE_COUNT] = {
                 [DTYPE_Q8_0] = tile_q8_0_avx512, [DTYPE_Q4_0] = tile_q4_0_avx512,
                 [DTYPE_Q4_1] = tile_q4_1_avx512, [DTYPE_Q4_K] = tile_q4_k_avx512,
+                [DTYPE_Q5_K] = tile_q5_k_avx512,
                 [DTYPE_Q6_K] = tile_q6_k_avx512};
             if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtiles[t];
         }

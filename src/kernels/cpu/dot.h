@@ -99,6 +99,7 @@ extern const dot_qtile_fn tile_q8_0_avx512;
 extern const dot_qtile_fn tile_q4_0_avx512;
 extern const dot_qtile_fn tile_q4_1_avx512;
 extern const dot_qtile_fn tile_q4_k_avx512;
+extern const dot_qtile_fn tile_q5_k_avx512;
 extern const dot_qtile_fn tile_q6_k_avx512;
 
 #endif

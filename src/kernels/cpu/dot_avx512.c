@@ -12,6 +12,7 @@
 #include "tensor/quant.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 
 static void tile_f32(const float *const *w, const void *a, size_t stride, int64_t n, float *out,
                      size_t out_stride)
@@ -217,8 +218,9 @@ static float dot_q4_k(const void *w, const void *a, int64_t n)
 const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dot_q4_k};
 const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
 
-/* Q4_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per super-block and
- * output it does what dotn_q45_k_block in dot_avx2.c does. The integer sums are exact either
+/* Q4_K and Q5_K tiles, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per
+ * super-block and output they do what dotn_q45_k_block in dot_avx2.c does (Q5_K's fifth bits
+ * put on the nibbles the same way). The integer sums are exact either
  * way, so VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) may replace
  * madd + add, and the mins' sums may be reduced across the 8 outputs at once; the float steps,
  * the same fused multiply-add of d * a.d per super-block and the same multiply, multiply, add
@@ -226,10 +228,17 @@ const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
 enum { Q4K_ROWS = 2 };
 _Static_assert(Q4K_ROWS * QTILE_COLS == 8, "the 8 outputs of a pass are one 8-lane vector");
 
-static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block_q8_k *const *y,
-                           int64_t n, float *out, size_t out_stride)
+/* The fields of super-block i of a Q4_K (q5 false) or Q5_K row, which share their layout
+ * but for Q5_K's high bits. */
+#define K45_BLOCK(row, q5, i, field)                                                               \
+    ((q5) ? ((const struct block_q5_k *)(row))[i].field : ((const struct block_q4_k *)(row))[i].field)
+
+static inline __attribute__((always_inline)) void tile_q45_k_rows(const void *const *x, bool q5,
+                                                                  const struct block_q8_k *const *y,
+                                                                  int64_t n, float *out,
+                                                                  size_t out_stride)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     __m256 acc[Q4K_ROWS][QTILE_COLS];
     __m256 mins = _mm256_setzero_ps(); /* lane r * QTILE_COLS + c */
 #pragma GCC unroll 8
@@ -238,10 +247,13 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
         for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i scales[Q4K_ROWS], sumi[Q4K_ROWS][QTILE_COLS], minp[Q4K_ROWS * QTILE_COLS];
+        __m256i hbits[Q4K_ROWS];
 #pragma GCC unroll 8
         for (int r = 0; r < Q4K_ROWS; r++) {
             uint8_t sc[8], mn[8];
-            k4_unpack_scales(x[r][i].scales, sc, mn);
+            k4_unpack_scales(K45_BLOCK(x[r], q5, i, scales), sc, mn);
+            hbits[r] = q5 ? _mm256_loadu_si256((const __m256i *)((const struct block_q5_k *)x[r])[i].qh)
+                          : _mm256_setzero_si256();
             scales[r] = _mm256_broadcastsi128_si256(
                 _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
             __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
@@ -258,9 +270,15 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
             __m256i lo[Q4K_ROWS], hi[Q4K_ROWS], s0[Q4K_ROWS], s1[Q4K_ROWS];
 #pragma GCC unroll 8
             for (int r = 0; r < Q4K_ROWS; r++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(x[r][i].qs + 32 * j));
+                __m256i q = _mm256_loadu_si256((const __m256i *)(K45_BLOCK(x[r], q5, i, qs) + 32 * j));
                 lo[r] = _mm256_and_si256(q, m4);
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (q5) {
+                    __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(hbits[r], 2 * j), one);
+                    __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(hbits[r], 2 * j + 1), one);
+                    lo[r] = _mm256_or_si256(lo[r], _mm256_slli_epi16(b0, 4));
+                    hi[r] = _mm256_or_si256(hi[r], _mm256_slli_epi16(b1, 4));
+                }
                 s0[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j));
                 s1[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j + 1));
             }
@@ -278,9 +296,10 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
         /* lane r * QTILE_COLS + c of each: the row's d or dmin, the column's a.d */
         __m128 dy4 = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
         __m256 dy = _mm256_set_m128(dy4, dy4);
-        __m256 dx = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(x[1][i].d)), _mm_set1_ps(_cvtsh_ss(x[0][i].d)));
-        __m256 dmin = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(x[1][i].dmin)),
-                                      _mm_set1_ps(_cvtsh_ss(x[0][i].dmin)));
+        __m256 dx = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[1], q5, i, d))),
+                                    _mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[0], q5, i, d))));
+        __m256 dmin = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[1], q5, i, dmin))),
+                                      _mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[0], q5, i, dmin))));
         /* mins += dmin * a.d * summ, as the scalar expression evaluates it */
         mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm256_mul_ps(dmin, dy),
                                                  _mm256_cvtepi32_ps(sum8_epi32(minp))));
@@ -300,17 +319,31 @@ static void tile_q4_k_rows(const struct block_q4_k *const *x, const struct block
             out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]) - m[r * QTILE_COLS + c];
 }
 
-static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
+static inline __attribute__((always_inline)) void tile_q45_k(const void *const *w, bool q5,
+                                                             const void *a, size_t stride,
+                                                             int64_t n, float *out,
+                                                             size_t out_stride)
 {
     const struct block_q8_k *y[QTILE_COLS];
     for (int c = 0; c < QTILE_COLS; c++)
         y[c] = (const struct block_q8_k *)((const char *)a + (size_t)c * stride);
-    for (int r = 0; r < QTILE_ROWS; r += Q4K_ROWS)
-        tile_q4_k_rows((const struct block_q4_k *const *)w + r, y, n, out + r, out_stride);
+    for (int r = 0; r < QTILE_ROWS; r += Q4K_ROWS) tile_q45_k_rows(w + r, q5, y, n, out + r, out_stride);
+}
+
+static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    tile_q45_k(w, false, a, stride, n, out, out_stride);
+}
+
+static void tile_q5_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
+                      size_t out_stride)
+{
+    tile_q45_k(w, true, a, stride, n, out, out_stride);
 }
 
 const dot_qtile_fn tile_q4_k_avx512 = tile_q4_k;
+const dot_qtile_fn tile_q5_k_avx512 = tile_q5_k;
 
 /* Q6_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows: per super-block and output it
  * computes dotn_q6_k's int32 lane sums (the same int16 products and differences; the
