@@ -75,6 +75,9 @@ static float dot_f16(const void *w, const void *a, int64_t n)
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
+        /* 1 KiB ahead: decoding an F16 model is bound by this stream (TinyLlama F16 tg48
+         * 14.6-14.8 -> 14.9-15.1 tok/s; the same for Q8_0 rows was slower) */
+        _mm_prefetch((const char *)(x + i) + 1024, _MM_HINT_T0);
         __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
         __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8)));
         acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(y + i), acc0);
