@@ -170,7 +170,7 @@ int kiln_token_to_piece(const kiln_model *km, int32_t token, bool render_special
 kiln_status kiln_context_new(kiln_model *km, int32_t n_ctx, kiln_context **out,
                              struct kiln_err *err)
 {
-    if (km->m.hp.arch == ARCH_BERT)
+    if (kiln_model_is_encoder(km))
         return kiln_fail(err, KILN_EUNSUPP, "%s is an embedding model: it cannot generate",
                          km->m.desc);
     if (n_ctx <= 0) n_ctx = km->m.hp.n_ctx_train < DEFAULT_CTX_CAP ? km->m.hp.n_ctx_train

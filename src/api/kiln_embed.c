@@ -139,7 +139,7 @@ kiln_status kiln_embed(kiln_model *km, const int32_t *const *inputs, const size_
     const struct model *m = kiln_model_internal(km);
     kiln_status st = check_inputs(m, inputs, lens, n, err);
     if (st != KILN_OK || n == 0) return st;
-    if (m->hp.arch == ARCH_BERT) return embed_encoder(m, inputs, lens, n, out, err);
+    if (kiln_model_is_encoder(km)) return embed_encoder(m, inputs, lens, n, out, err);
     for (size_t i = 0; i < n && st == KILN_OK; i++)
         st = embed_decoder_one(m, inputs[i], lens[i], out + i * (size_t)m->hp.n_embd, err);
     return st;

@@ -6,6 +6,7 @@
 #include "hub/hub.h"
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/status.h"
 
@@ -240,9 +241,7 @@ static int progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
 {
     (void)dltotal, (void)ultotal, (void)ulnow;
     struct transfer *t = user;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    double now = clock_seconds();
     uint64_t done = t->offset + (uint64_t)dlnow;
     if (now - t->last_draw < 0.2 && done < t->total) return 0;
     t->last_draw = now;
@@ -453,10 +452,7 @@ static kiln_status choose(struct hub *h, const struct sibling *all, size_t n, co
         has_weights |= !strcmp(p, "model.safetensors") || !strcmp(p, "model.safetensors.index.json");
         if (!ends_with(p, ".gguf")) continue;
         n_gguf++;
-        if (!tag) {
-            match = (long)i;
-            matches++;
-        } else if (tag_matches(p, tag)) {
+        if (!tag || tag_matches(p, tag)) {
             match = (long)i;
             matches++;
         }
@@ -548,9 +544,9 @@ static kiln_status download(struct hub *h, const char *tag, char *path, size_t c
         log_info("%s: fetching %.1f MB from %s into %s", h->repo, (double)total / 1e6,
                  h->endpoint, h->repo_dir);
     for (i = 0; st == KILN_OK && i < n; i++) {
+        if (!pick[i]) continue;
         char dest[8192];
         snprintf(dest, sizeof dest, "%s/%s", h->repo_dir, all[i].path);
-        if (!pick[i]) continue;
         if (exists(dest) && verify(h, &all[i], dest) == KILN_OK) continue; /* from an earlier run */
         st = fetch_file(h, &all[i]);
     }

@@ -29,7 +29,7 @@ kiln_status encoder_state_init(struct encoder_state *s, const struct model *m, i
     s->attn = malloc(nb * qd * sizeof(float));
     s->ff = malloc(nb * ff * sizeof(float));
     s->scores = malloc((size_t)pool_size(m->pool) * nb * sizeof(float));
-    s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
+    s->act = malloc(matmul_scratch_bytes(m, n_batch));
     if (!s->x || !s->tmp || !s->q || !s->k || !s->v || !s->attn || !s->ff || !s->scores ||
         !s->act) {
         encoder_state_free(s);

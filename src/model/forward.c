@@ -76,7 +76,7 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     size_t group = (size_t)(hp->n_head / hp->n_head_kv);
     s->scores = malloc((size_t)pool_size(m->pool) *
                        (group * (size_t)max_pos + (size_t)hp->head_dim) * sizeof(float));
-    s->act = malloc((nb + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) * max_act_row_bytes(m));
+    s->act = malloc(matmul_scratch_bytes(m, n_batch));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
     s->router_logits = malloc(nb * ne * sizeof(float));
@@ -231,7 +231,6 @@ struct stage_job {
     enum token_stage stage;
 };
 
-/* Bias, q/k norms, rotary embedding of token t, and its keys and values into the cache. */
 /* Token t's cos / sin pairs for a global or a sliding-window layer (set by run_layers). */
 static const float *rope_cs_of(const struct forward_state *s, int t, bool local)
 {
@@ -239,6 +238,7 @@ static const float *rope_cs_of(const struct forward_state *s, int t, bool local)
     return s->rope_cs + ((local ? (size_t)s->n_batch : 0) + (size_t)t) * rd;
 }
 
+/* Bias, q/k norms, rotary embedding of token t, and its keys and values into the cache. */
 static void qkv_token(const struct stage_job *j, int t)
 {
     struct forward_state *s = j->s;

@@ -20,6 +20,20 @@ enum { ROW_TILE = 4 };
  * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
  * into this thread's scratch) rather than once per row. Each output is still one dotn
  * column, so results do not depend on the batch. */
+/* Output row r for tokens t0 .. t1 - 1 from weight row `row` (as stored, or widened), by the
+ * multi-column dot DOT_MAX_COLS tokens at a time. Inlined: decoding calls it once per row. */
+static inline __attribute__((always_inline)) void dotn_tokens(const struct matmul_job *j,
+                                                              dotn_fn dotn, const void *row,
+                                                              int64_t r, int t0, int t1)
+{
+    for (int t = t0; t < t1; t += DOT_MAX_COLS) {
+        int nc = t1 - t < DOT_MAX_COLS ? t1 - t : DOT_MAX_COLS;
+        float res[DOT_MAX_COLS];
+        dotn(row, j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, j->w->cols, res);
+        for (int c = 0; c < nc; c++) j->out[(size_t)(t + c) * (size_t)j->w->rows + (size_t)r] = res[c];
+    }
+}
+
 static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1, float *scratch)
 {
     const struct weight *w = j->w;
@@ -47,25 +61,9 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
             for (; i + TILE_ROWS <= rows; i += TILE_ROWS)
                 tile_fn(tile_rows + i, j->act + (size_t)t * j->act_bytes, j->act_bytes, w->cols,
                         out + i, (size_t)w->rows);
-            for (; i < rows; i++)
-                for (int c = 0; c < TILE_COLS; c += DOT_MAX_COLS) {
-                    int nc = TILE_COLS - c < DOT_MAX_COLS ? TILE_COLS - c : DOT_MAX_COLS;
-                    float res[DOT_MAX_COLS];
-                    dotn(tile_rows[i], j->act + (size_t)(t + c) * j->act_bytes, j->act_bytes, nc,
-                         w->cols, res);
-                    for (int k = 0; k < nc; k++) out[(size_t)(c + k) * (size_t)w->rows + (size_t)i] = res[k];
-                }
+            for (; i < rows; i++) dotn_tokens(j, dotn, tile_rows[i], tile + i, t, t + TILE_COLS);
         }
-        for (; t < j->n_tok; t += DOT_MAX_COLS) {
-            int nc = j->n_tok - t < DOT_MAX_COLS ? j->n_tok - t : DOT_MAX_COLS;
-            for (int i = 0; i < rows; i++) {
-                float res[DOT_MAX_COLS];
-                dotn(tile_rows[i], j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols,
-                     res);
-                for (int c = 0; c < nc; c++)
-                    j->out[(size_t)(t + c) * (size_t)w->rows + (size_t)(tile + i)] = res[c];
-            }
-        }
+        for (int i = 0; i < rows; i++) dotn_tokens(j, dotn, tile_rows[i], tile + i, t, j->n_tok);
     }
 }
 
@@ -94,15 +92,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
             for (; t + QTILE_COLS <= j->n_tok; t += QTILE_COLS)
                 qtile(rows, j->act + (size_t)t * j->act_bytes, j->act_bytes, w->cols,
                       j->out + (size_t)t * (size_t)w->rows + (size_t)r, (size_t)w->rows);
-            for (; t < j->n_tok; t += DOT_MAX_COLS) {
-                int nc = j->n_tok - t < DOT_MAX_COLS ? j->n_tok - t : DOT_MAX_COLS;
-                for (int i = 0; i < QTILE_ROWS; i++) {
-                    float res[DOT_MAX_COLS];
-                    dotn(rows[i], j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols, res);
-                    for (int c = 0; c < nc; c++)
-                        j->out[(size_t)(t + c) * (size_t)w->rows + (size_t)(r + i)] = res[c];
-                }
-            }
+            for (int i = 0; i < QTILE_ROWS; i++) dotn_tokens(j, dotn, rows[i], r + i, t, j->n_tok);
         }
         r0 = r;
     }
@@ -115,13 +105,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
             continue;
         }
         /* several tokens per pass over the row: it is unpacked once for all of them */
-        for (int t = 0; t < j->n_tok; t += DOT_MAX_COLS) {
-            int nc = j->n_tok - t < DOT_MAX_COLS ? j->n_tok - t : DOT_MAX_COLS;
-            float res[DOT_MAX_COLS];
-            dotn(row, j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols, res);
-            for (int c = 0; c < nc; c++)
-                j->out[(size_t)(t + c) * (size_t)w->rows + (size_t)r] = res[c];
-        }
+        dotn_tokens(j, dotn, row, r, 0, j->n_tok);
     }
 }
 
@@ -167,13 +151,16 @@ void matmul_again(struct pool *pool, float *out, const struct weight *w, const s
         matmul(pool, out, w, in, n_tok, act);
 }
 
-size_t max_act_row_bytes(const struct model *m)
+size_t matmul_scratch_bytes(const struct model *m, int n_batch)
 {
     const struct hparams *hp = &m->hp;
     int64_t widest = hp->n_embd;
     if (hp->n_ff > widest) widest = hp->n_ff;
     if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
-    return act_row_bytes(ACT_F32, widest); /* floats take more room than either encoding */
+    /* floats take more room than either encoding; the extra rows are each thread's widened
+     * F16 / BF16 weight rows */
+    return ((size_t)n_batch + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) *
+           act_row_bytes(ACT_F32, widest);
 }
 
 void add_bias(float *x, const float *bias, int n_tok, int dim)

@@ -18,8 +18,8 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
 void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
                   const float *in, int n_tok, uint8_t *act);
 
-/* The most bytes one activation row of this model can take encoded for any weight type. */
-size_t max_act_row_bytes(const struct model *m);
+/* Bytes of matmul scratch (act above) enough for any weight of m and up to n_batch tokens. */
+size_t matmul_scratch_bytes(const struct model *m, int n_batch);
 
 /* x[t] += bias for each of n_tok rows of dim values; nothing when bias is NULL. */
 void add_bias(float *x, const float *bias, int n_tok, int dim);

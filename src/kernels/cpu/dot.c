@@ -77,9 +77,8 @@ static void resolve_kernels(void)
                 widen = wtables[isa] ? wtables[isa][t] : NULL;
                 wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
-            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn,
-                                                  wide_dotn ? widen : NULL, wide_dotn, NULL, NULL,
-                                                  NULL};
+            kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn, widen, wide_dotn,
+                                                  NULL, NULL, NULL};
             /* the rows form of the AVX2 dot goes only with that dot */
             if (isa >= ISA_AVX2 && fn == dot_table_avx2[t]) kernels[isa][t].rows = dot_rows_table_avx2[t];
             /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
@@ -88,12 +87,7 @@ static void resolve_kernels(void)
                 kernels[isa][t].float_tile = tile_f32_avx512;
             /* the VNNI tiles compute as the multi-column dots (AVX2's, and AVX-512's for Q4_K,
              * which equal them): only alongside them */
-            const dot_qtile_fn qtiles[DTYPE_COUNT] = {
-                [DTYPE_Q8_0] = tile_q8_0_avx512, [DTYPE_Q4_0] = tile_q4_0_avx512,
-                [DTYPE_Q4_1] = tile_q4_1_avx512, [DTYPE_Q4_K] = tile_q4_k_avx512,
-                [DTYPE_Q5_K] = tile_q5_k_avx512,
-                [DTYPE_Q6_K] = tile_q6_k_avx512};
-            if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtiles[t];
+            if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtile_table_avx512[t];
         }
     }
 }

@@ -95,11 +95,6 @@ extern const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT];
  * other types fall back to AVX2. Each computes exactly what the AVX2 dot of its type does. */
 extern const dotn_fn dotn_table_avx512[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
-extern const dot_qtile_fn tile_q8_0_avx512;
-extern const dot_qtile_fn tile_q4_0_avx512;
-extern const dot_qtile_fn tile_q4_1_avx512;
-extern const dot_qtile_fn tile_q4_k_avx512;
-extern const dot_qtile_fn tile_q5_k_avx512;
-extern const dot_qtile_fn tile_q6_k_avx512;
+extern const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT];
 
 #endif

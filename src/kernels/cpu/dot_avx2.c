@@ -129,30 +129,12 @@ static void widen_bf16(float *dst, const void *src, int64_t n)
     for (; i < n; i++) dst[i] = bf16_to_f32(x[i]);
 }
 
+/* Multi-column dots: COLUMN_DISPATCH (simd.h) instantiates each for 1..4 columns. */
+COLUMN_DISPATCH(dotn_f32, dot_f32)
+
 /* The 32-element types with several activation rows: each weight block is loaded and
  * unpacked once and used for every column; each column's arithmetic is exactly what the
  * single-column dot does (it is this function with one column). */
-/* Instantiates name_cols for each column count, so the accumulators stay in registers, and
- * the single-column dot as the one-column instance (so both compute a column alike). */
-#define COLUMN_DISPATCH(name, single)                                                              \
-    static void name(const void *w, const void *a, size_t stride, int nc, int64_t n, float *out)  \
-    {                                                                                              \
-        switch (nc) {                                                                              \
-        case 1: name##_cols(w, a, stride, 1, n, out); break;                                       \
-        case 2: name##_cols(w, a, stride, 2, n, out); break;                                       \
-        case 3: name##_cols(w, a, stride, 3, n, out); break;                                       \
-        default: name##_cols(w, a, stride, 4, n, out); break;                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static float single(const void *w, const void *a, int64_t n)                                   \
-    {                                                                                              \
-        float r;                                                                                   \
-        name##_cols(w, a, 0, 1, n, &r);                                                            \
-        return r;                                                                                  \
-    }
-
-COLUMN_DISPATCH(dotn_f32, dot_f32)
-
 #define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
 
 /* Q8_0 and Q4_0 (its nibbles less 8): signed weight bytes times signed activation bytes. */

@@ -151,9 +151,6 @@ static void tile_q4_1(const void *const *w, const void *a, size_t stride, int64_
     tile_q32(w, a, stride, n, out, out_stride, DTYPE_Q4_1);
 }
 
-const dot_qtile_fn tile_q8_0_avx512 = tile_q8_0;
-const dot_qtile_fn tile_q4_0_avx512 = tile_q4_0;
-const dot_qtile_fn tile_q4_1_avx512 = tile_q4_1;
 
 /* Q4_K dots of one row against 1..DOT_MAX_COLS activation rows (decoding): dotn_q4_k of
  * dot_avx2.c with VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) for
@@ -198,22 +195,7 @@ static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, 
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - k45_mins(w, false, y[c], n / QK_K);
 }
 
-static void dotn_q4_k(const void *w, const void *a, size_t stride, int nc, int64_t n, float *out)
-{
-    switch (nc) {
-    case 1: dotn_q4_k_cols(w, a, stride, 1, n, out); break;
-    case 2: dotn_q4_k_cols(w, a, stride, 2, n, out); break;
-    case 3: dotn_q4_k_cols(w, a, stride, 3, n, out); break;
-    default: dotn_q4_k_cols(w, a, stride, 4, n, out); break;
-    }
-}
-
-static float dot_q4_k(const void *w, const void *a, int64_t n)
-{
-    float r;
-    dotn_q4_k_cols(w, a, 0, 1, n, &r);
-    return r;
-}
+COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
 
 const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dot_q4_k};
 const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
@@ -227,11 +209,6 @@ const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
  * of the mins, are done per lane in the same order. */
 enum { Q4K_ROWS = 2 };
 _Static_assert(Q4K_ROWS * QTILE_COLS == 8, "the 8 outputs of a pass are one 8-lane vector");
-
-/* The fields of super-block i of a Q4_K (q5 false) or Q5_K row, which share their layout
- * but for Q5_K's high bits. */
-#define K45_BLOCK(row, q5, i, field)                                                               \
-    ((q5) ? ((const struct block_q5_k *)(row))[i].field : ((const struct block_q4_k *)(row))[i].field)
 
 static inline __attribute__((always_inline)) void tile_q45_k_rows(const void *const *x, bool q5,
                                                                   const struct block_q8_k *const *y,
@@ -342,8 +319,6 @@ static void tile_q5_k(const void *const *w, const void *a, size_t stride, int64_
     tile_q45_k(w, true, a, stride, n, out, out_stride);
 }
 
-const dot_qtile_fn tile_q4_k_avx512 = tile_q4_k;
-const dot_qtile_fn tile_q5_k_avx512 = tile_q5_k;
 
 /* Q6_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows: per super-block and output it
  * computes dotn_q6_k's int32 lane sums (the same int16 products and differences; the
@@ -430,4 +405,7 @@ static void tile_q6_k(const void *const *w, const void *a, size_t stride, int64_
         tile_q6_k_rows((const struct block_q6_k *const *)w + r, y, n, out + r, out_stride);
 }
 
-const dot_qtile_fn tile_q6_k_avx512 = tile_q6_k;
+const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT] = {
+    [DTYPE_Q8_0] = tile_q8_0, [DTYPE_Q4_0] = tile_q4_0, [DTYPE_Q4_1] = tile_q4_1,
+    [DTYPE_Q4_K] = tile_q4_k, [DTYPE_Q5_K] = tile_q5_k, [DTYPE_Q6_K] = tile_q6_k,
+};

@@ -11,6 +11,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Instantiates name_cols for each column count, so the accumulators stay in registers, and
+ * the single-column dot as the one-column instance (so both compute a column alike). */
+#define COLUMN_DISPATCH(name, single)                                                              \
+    static void name(const void *w, const void *a, size_t stride, int nc, int64_t n, float *out)  \
+    {                                                                                              \
+        switch (nc) {                                                                              \
+        case 1: name##_cols(w, a, stride, 1, n, out); break;                                       \
+        case 2: name##_cols(w, a, stride, 2, n, out); break;                                       \
+        case 3: name##_cols(w, a, stride, 3, n, out); break;                                       \
+        default: name##_cols(w, a, stride, 4, n, out); break;                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static float single(const void *w, const void *a, int64_t n)                                   \
+    {                                                                                              \
+        float r;                                                                                   \
+        name##_cols(w, a, 0, 1, n, &r);                                                            \
+        return r;                                                                                  \
+    }
+
 static inline float hsum_ps(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -60,6 +79,11 @@ static inline __m256i nibbles(const uint8_t *qs)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
 }
 
+/* The fields of super-block i of a Q4_K (q5 false) or Q5_K row, which share their layout
+ * but for Q5_K's high bits. */
+#define K45_BLOCK(row, q5, i, field)                                                               \
+    ((q5) ? ((const struct block_q5_k *)(row))[i].field : ((const struct block_q4_k *)(row))[i].field)
+
 /* The mins' part of a Q4_K / Q5_K row against one activation row, for super-blocks i0 ..
  * i0 + m - 1 (m <= 8) added to *mins: each super-block's dmin * a.d * (its mins against the
  * activations' 16-value sums), added one by one in order as a scalar loop would. The integer
@@ -77,15 +101,13 @@ static inline __attribute__((always_inline)) void k45_mins_group(const void *w, 
             continue;
         }
         int64_t i = i0 + k;
-        const uint8_t *scales = q5 ? ((const struct block_q5_k *)w)[i].scales
-                                   : ((const struct block_q4_k *)w)[i].scales;
         uint8_t sc[8], mn[8];
-        k4_unpack_scales(scales, sc, mn);
+        k4_unpack_scales(K45_BLOCK(w, q5, i, scales), sc, mn);
         __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
         /* lane k holds the min of sub-block k / 2, against bsums k (16 values each) */
         __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         p[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16);
-        dmin[k] = _cvtsh_ss(q5 ? ((const struct block_q5_k *)w)[i].dmin : ((const struct block_q4_k *)w)[i].dmin);
+        dmin[k] = _cvtsh_ss(K45_BLOCK(w, q5, i, dmin));
         yd[k] = y[i].d;
     }
     _mm256_storeu_ps(t, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_loadu_ps(yd)),
