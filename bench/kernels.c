@@ -6,9 +6,9 @@
  *       activation row, as decoding a token reads it: rows/s and GB/s of weights; then the
  *       same number of rows from a 512 KiB slice that stays in L2 (the kernel's compute
  *       speed: where the two are close, the kernel, not memory, limits decoding).
- * tile: 64 rows x 2048 against 64 activation rows (in cache), through the GEMM tile where
- *       the type has one (F16 / BF16 rows widened to floats first, as matmul_float_rows
- *       does; the dotn kernel otherwise), as prompt processing runs: GMAC/s.
+ * tile: 64 rows x 2048 against 64 activation rows (in cache), through the row GEMM or the
+ *       GEMM tile where the type has one (rows packed, or F16 / BF16 rows widened to floats,
+ *       first, as matmul does; the dotn kernel otherwise), as prompt processing runs: GMAC/s.
  * Best of 5 runs each. Use it to compare kernel changes A/B: whole-model numbers on a shared
  * machine move by 5 % from run to run; these move by about 1 %. */
 #include "base/clock.h"
@@ -117,7 +117,19 @@ static void bench_type(enum dtype t)
         runs[run] = (clock_seconds() - t0) / 20 * TILE_T / float_cols;
         sink += out[0];
     }
-    for (int run = 0; !k->float_tile && run < RUNS; run++) {
+    void *packed = k->gemm ? aligned_alloc(64, (k->gemm->packed_bytes(N) + 63) / 64 * 64) : NULL;
+    for (int run = 0; k->gemm && run < RUNS; run++) {
+        /* as matmul_row_gemm does it: each block of rows packed once, then all the tokens */
+        double t0 = clock_seconds();
+        for (int rep = 0; rep < 20; rep++)
+            for (int r = 0; r < TILE_M; r += GEMM_ROWS) {
+                k->gemm->pack(packed, w + (size_t)r * row_bytes, row_bytes, N);
+                k->gemm->run(packed, act, act_bytes, TILE_T, N, out + r, TILE_M);
+            }
+        runs[run] = (clock_seconds() - t0) / 20;
+        sink += out[0];
+    }
+    for (int run = 0; !k->float_tile && !k->gemm && run < RUNS; run++) {
         double t0 = clock_seconds();
         for (int rep = 0; rep < 20; rep++) {
             for (int c = 0; c < TILE_T; c += QTILE_COLS)
@@ -148,7 +160,8 @@ static void bench_type(enum dtype t)
            cpu_isa_name(cpu_best_isa()), gemv_rows / gemv / 1e6, gemv_rows * row_bytes / gemv / 1e9,
            gemv_rows / hot / 1e6,
            (double)TILE_M * TILE_T * N / tile / 1e9,
-           k->quant_tile ? "quantized tile" : k->float_tile ? (t == DTYPE_F32 ? "float tile" : "widened, float tile") : "dotn");
+           k->gemm ? "row GEMM" : k->quant_tile ? "quantized tile" : k->float_tile ? (t == DTYPE_F32 ? "float tile" : "widened, float tile") : "dotn");
+    free(packed);
     free(wide);
     free(out);
     free(w);

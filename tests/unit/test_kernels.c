@@ -126,6 +126,10 @@ static void test_simd_dots_match_reference(void)
                 float r = ref->dot(w, a, n), v = simd->dot(w, a, n);
                 CHECK(fabsf(r - v) <= 1e-4f * (fabsf(r) + (float)n * 0.01f), "%s %s n=%lld: %g vs %g",
                       cpu_isa_name(isa), dtype_get(t)->name, (long long)n, v, r);
+                /* these follow the reference's float steps (simd.h): the same bits */
+                if (t == DTYPE_Q4_K || t == DTYPE_Q5_K || t == DTYPE_Q6_K)
+                    CHECK(memcmp(&r, &v, sizeof r) == 0, "%s %s n=%lld: %.9g vs reference %.9g",
+                          cpu_isa_name(isa), dtype_get(t)->name, (long long)n, v, r);
             }
         }
     }
@@ -285,7 +289,46 @@ static void test_quant_tiles_equal_single_dots(void)
             }
         checked++;
     }
-    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 6, "only %d quantized tiles", checked);
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d quantized tiles", checked);
+}
+
+/* The row GEMMs (packed row blocks, one lane per row) give, for every (row, token), exactly
+ * the single-token dot, for every token count (each count runs its own instance). */
+static void test_row_gemms_equal_single_dots(void)
+{
+    enum { N = 2816, TOKENS = 19 }; /* 11 super-blocks; 8 + 8 + 3 tokens */
+    static uint8_t w[GEMM_ROWS][N * 2], a[TOKENS][N * 2];
+    static _Alignas(64) uint8_t packed[N * 32];
+    static float x[N], out[TOKENS][GEMM_ROWS + 3];
+    int checked = 0;
+    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
+        enum dtype t = weight_types[k];
+        const struct dot_kernel *kern = dot_kernel_for(t);
+        if (!kern || !kern->gemm) continue;
+        CHECK(kern->gemm->packed_bytes(N) <= sizeof packed, "%s: packed scratch", dtype_get(t)->name);
+        for (int r = 0; r < GEMM_ROWS; r++) random_row(t, w[r], N);
+        for (int c = 0; c < TOKENS; c++) {
+            for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 7 == 0 ? 8.f : 1.f) - 0.5f;
+            act_encode(kern->act, a[c], x, N);
+        }
+        kern->gemm->pack(packed, w[0], sizeof w[0], N);
+        for (int n_tok = 1; n_tok <= TOKENS; n_tok++) {
+            memset(out, 0xff, sizeof out);
+            kern->gemm->run(packed, a[0], sizeof a[0], n_tok, N, out[0], GEMM_ROWS + 3);
+            for (int c = 0; c < n_tok; c++)
+                for (int r = 0; r < GEMM_ROWS; r++) {
+                    float single = kern->dot(w[r], a[c], N);
+                    CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
+                          "%s %d tokens: row %d token %d: %.9g vs %.9g", dtype_get(t)->name, n_tok,
+                          r, c, out[c][r], single);
+                }
+            /* nothing written past the 16 rows */
+            for (int c = 0; c < n_tok; c++)
+                CHECK(isnan(out[c][GEMM_ROWS]), "%s: wrote past the row block", dtype_get(t)->name);
+        }
+        checked++;
+    }
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 2, "only %d row GEMMs", checked);
 }
 
 /* The AVX2 activation encoders write exactly the scalar encoders' bytes (rounding ties,
@@ -511,6 +554,7 @@ int main(void)
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);
     RUN(test_quant_tiles_equal_single_dots);
+    RUN(test_row_gemms_equal_single_dots);
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);

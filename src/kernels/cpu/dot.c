@@ -78,7 +78,7 @@ static void resolve_kernels(void)
                 wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
             kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn, widen, wide_dotn,
-                                                  NULL, NULL, NULL};
+                                                  NULL, NULL, NULL, NULL};
             /* the rows form of the AVX2 dot goes only with that dot */
             if (isa >= ISA_AVX2 && fn == dot_table_avx2[t]) kernels[isa][t].rows = dot_rows_table_avx2[t];
             /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
@@ -88,6 +88,8 @@ static void resolve_kernels(void)
             /* the VNNI tiles compute as the multi-column dots (AVX2's, and AVX-512's for Q4_K,
              * which equal them): only alongside them */
             if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtile_table_avx512[t];
+            /* the row GEMMs compute the reference's steps, as every dot of their types does */
+            if (isa == ISA_AVX512) kernels[isa][t].gemm = row_gemm_table_avx512[t];
         }
     }
 }

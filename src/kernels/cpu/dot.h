@@ -48,6 +48,18 @@ typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride,
 typedef void (*dot_qtile_fn)(const void *const *w, const void *a, size_t stride, int64_t n,
                              float *out, size_t out_stride);
 
+/* Quantized rows for batches, one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows
+ * are packed once (pack writes packed_bytes(n) bytes, 64-byte aligned, from rows w,
+ * w + row_bytes, ...), then run against n_tok activation rows at a, a + stride, ...:
+ * out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot. */
+#define GEMM_ROWS 16
+struct row_gemm {
+    size_t (*packed_bytes)(int64_t n);
+    void (*pack)(void *packed, const void *w, size_t row_bytes, int64_t n);
+    void (*run)(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
+                float *out, size_t out_stride);
+};
+
 struct dot_kernel {
     enum act_type act;
     dot_fn dot;
@@ -62,6 +74,8 @@ struct dot_kernel {
     dot_qtile_fn quant_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
+    /* K-quant rows with AVX-512 VNNI: batches by packed row blocks (edges use dotn) */
+    const struct row_gemm *gemm;
 };
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
@@ -96,5 +110,6 @@ extern const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx512[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
 extern const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT];
+extern const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT];
 
 #endif

@@ -307,20 +307,17 @@ static float dot_q3_k(const void *w, const void *a, int64_t n)
     return hsum_ps(acc);
 }
 
-/* Q4_K and Q5_K share the scale layout; qh is NULL for Q4_K. One super-block against nc
- * activation rows: acc[c] gets each column's scaled integer sums. The mins are k45_mins',
- * a second pass that unpacks the scales again: taking them in this pass instead made the
- * loop body long enough to spill (the AVX-512 Q4_K gemv 18.1 -> 16.1 Mrows/s). */
-static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, const uint8_t *scales,
+/* Q4_K and Q5_K share the scale layout; qh is NULL for Q4_K. One super-block (index i)
+ * against nc activation rows: s1[c] gets int32 lanes that sum to column c's s1 (simd.h). */
+static inline __attribute__((always_inline)) void dotn_q45_k_block(const uint8_t *scales,
                                     const uint8_t *qs, const uint8_t *qh, const void *a,
-                                    size_t stride, int64_t i, int nc, __m256 *acc)
+                                    size_t stride, int64_t i, int nc, __m256i *s1)
 {
-    __m256i sumi[DOT_MAX_COLS];
     uint8_t sc[8], mn[8];
     k4_unpack_scales(scales, sc, mn);
     /* the 8 scales as int16 in both 128-bit lanes; pshufb broadcasts sub-block k's */
     __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-    for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
+    for (int c = 0; c < nc; c++) s1[c] = _mm256_setzero_si256();
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
@@ -335,99 +332,139 @@ static inline __attribute__((always_inline)) void dotn_q45_k_block(f16_t dw, con
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
         }
         __m256i s0 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j));
-        __m256i s1 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j + 1));
+        __m256i s1j = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j + 1));
         for (int c = 0; c < nc; c++) {
             const struct block_q8_k *y =
                 (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j + 32));
             __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
-            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(p0, p1));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1j);
+            s1[c] = _mm256_add_epi32(s1[c], _mm256_add_epi32(p0, p1));
         }
     }
-    float d = half(dw);
-    for (int c = 0; c < nc; c++) {
-        const struct block_q8_k *y =
-            (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-        /* one horizontal sum per row, not per super-block */
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+}
+
+/* Super-blocks i0 .. i0 + m - 1 (m <= 8) of a Q4_K / Q5_K row against nc activation rows:
+ * their integer sums reduced together, then finished in order by k45_finish_group. Called
+ * with m = 8 as a constant for whole groups, so that the group's sums stay in registers. */
+static inline __attribute__((always_inline)) void dotn_q45_k_group(const void *w, bool q5,
+                                                                   const void *a, size_t stride,
+                                                                   const int nc, int64_t i0,
+                                                                   const int m, float *acc)
+{
+    __m256i s1p[DOT_MAX_COLS][8], s1[DOT_MAX_COLS];
+    for (int k = 0; k < m; k++) {
+        int64_t i = i0 + k;
+        dotn_q45_k_block(K45_BLOCK(w, q5, i, scales), K45_BLOCK(w, q5, i, qs),
+                         q5 ? ((const struct block_q5_k *)w)[i].qh : NULL, a, stride, i, nc, s1);
+        for (int c = 0; c < nc; c++) s1p[c][k] = s1[c];
     }
+    for (int c = 0; c < nc; c++)
+        k45_finish_group(w, q5, (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride),
+                         i0, m, s1p[c], &acc[c]);
+}
+
+/* A Q4_K / Q5_K row against nc activation rows, 8 super-blocks at a time. */
+static inline __attribute__((always_inline)) void dotn_q45_k_cols(const void *w, bool q5,
+                                                                  const void *a, size_t stride,
+                                                                  const int nc, int64_t n, float *out)
+{
+    int64_t nb = n / QK_K, i0 = 0;
+    float acc[DOT_MAX_COLS] = {0};
+    for (; i0 + 8 <= nb; i0 += 8) dotn_q45_k_group(w, q5, a, stride, nc, i0, 8, acc);
+    if (i0 < nb) dotn_q45_k_group(w, q5, a, stride, nc, i0, (int)(nb - i0), acc);
+    for (int c = 0; c < nc; c++) out[c] = acc[c];
 }
 
 static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
-    const struct block_q4_k *x = w;
-    __m256 acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].scales, x[i].qs, NULL, a, stride, i, nc, acc);
-    for (int c = 0; c < nc; c++)
-        out[c] = hsum_ps(acc[c]) - k45_mins(w, false, (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride), n / QK_K);
+    dotn_q45_k_cols(w, false, a, stride, nc, n, out);
 }
 
 COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
 
 static inline __attribute__((always_inline)) void dotn_q5_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
-    const struct block_q5_k *x = w;
-    __m256 acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        dotn_q45_k_block(x[i].d, x[i].scales, x[i].qs, x[i].qh, a, stride, i, nc, acc);
-    for (int c = 0; c < nc; c++)
-        out[c] = hsum_ps(acc[c]) - k45_mins(w, true, (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride), n / QK_K);
+    dotn_q45_k_cols(w, true, a, stride, nc, n, out);
 }
 
 COLUMN_DISPATCH(dotn_q5_k, dot_q5_k)
 
-static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
+/* One Q6_K super-block against nc activation rows: s[c] gets int32 lanes that sum to the
+ * exact sum over sub-blocks of scale * ((q - 32) . a). */
+static inline __attribute__((always_inline)) void dotn_q6_k_block(const struct block_q6_k *x,
+                                                                  const void *a, size_t stride,
+                                                                  int64_t i, int nc, __m256i *s)
 {
-    const struct block_q6_k *x = w;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
     const __m256i k32 = _mm256_set1_epi8(32);
-    __m256 acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i sumi[DOT_MAX_COLS];
-        for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-            __m256i sch = q6_k_half_scales(sc16, h);
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
-            };
-            for (int k = 0; k < 4; k++) {
-                __m256i scales = q6_k_pair_scales(sch, k);
-                for (int c = 0; c < nc; c++) {
-                    const struct block_q8_k *y =
-                        (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-                    __m256i yy = _mm256_loadu_si256((const __m256i *)(y->qs + 128 * h + 32 * k));
-                    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], yy),
-                                                 _mm256_maddubs_epi16(k32, yy));
-                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(p, scales));
-                }
+    for (int c = 0; c < nc; c++) s[c] = _mm256_setzero_si256();
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        __m256i sch = q6_k_half_scales(sc16, h);
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+        __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(l0, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(l1, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)),
+        };
+        for (int k = 0; k < 4; k++) {
+            __m256i scales = q6_k_pair_scales(sch, k);
+            for (int c = 0; c < nc; c++) {
+                const struct block_q8_k *y =
+                    (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
+                __m256i yy = _mm256_loadu_si256((const __m256i *)(y->qs + 128 * h + 32 * k));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], yy),
+                                             _mm256_maddubs_epi16(k32, yy));
+                s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, scales));
             }
         }
-        float dx = half(x[i].d);
+    }
+}
+
+/* Super-blocks i0 .. i0 + m - 1 (m <= 8) of a Q6_K row against nc activation rows, as
+ * dotn_q45_k_group does them (no mins). */
+static inline __attribute__((always_inline)) void dotn_q6_k_group(const struct block_q6_k *x,
+                                                                  const void *a, size_t stride,
+                                                                  const int nc, int64_t i0,
+                                                                  const int m, float *acc)
+{
+    static const float zero[8];
+    __m256i sp[DOT_MAX_COLS][8], s[DOT_MAX_COLS];
+    float d[8], yd[DOT_MAX_COLS][8];
+    for (int k = 0; k < 8; k++) {
+        if (k >= m) {
+            d[k] = 0;
+            for (int c = 0; c < nc; c++) sp[c][k] = _mm256_setzero_si256(), yd[c][k] = 0;
+            continue;
+        }
+        dotn_q6_k_block(&x[i0 + k], a, stride, i0 + k, nc, s);
+        d[k] = half(x[i0 + k].d);
         for (int c = 0; c < nc; c++) {
-            const struct block_q8_k *y =
-                (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride) + i;
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            sp[c][k] = s[c];
+            yd[c][k] = ((const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride))[i0 + k].d;
         }
     }
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
+    for (int c = 0; c < nc; c++)
+        k_finish8(&acc[c], sum8_epi32(sp[c]), _mm256_setzero_si256(), d, zero, yd[c], m);
+}
+
+static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
+{
+    int64_t nb = n / QK_K, i0 = 0;
+    float acc[DOT_MAX_COLS] = {0};
+    for (; i0 + 8 <= nb; i0 += 8) dotn_q6_k_group(w, a, stride, nc, i0, 8, acc);
+    if (i0 < nb) dotn_q6_k_group(w, a, stride, nc, i0, (int)(nb - i0), acc);
+    for (int c = 0; c < nc; c++) out[c] = acc[c];
 }
 
 COLUMN_DISPATCH(dotn_q6_k, dot_q6_k)

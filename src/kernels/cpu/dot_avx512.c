@@ -154,21 +154,17 @@ static void tile_q4_1(const void *const *w, const void *a, size_t stride, int64_
 
 /* Q4_K dots of one row against 1..DOT_MAX_COLS activation rows (decoding): dotn_q4_k of
  * dot_avx2.c with VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) for
- * its madd + add; the int32 lane sums are the same integers, and the float steps are its own:
- * the same fused multiply-add per super-block, the same k45_mins, the same hsum. */
-static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a,
-                                                                 size_t stride, const int nc,
-                                                                 int64_t n, float *out)
+ * its madd + add. The integer sums are the same integers, and the float steps are simd.h's
+ * k45_finish_group, so the results are the same bits. */
+static inline __attribute__((always_inline)) void dotn_q4_k_group(const struct block_q4_k *x,
+                                                                  const struct block_q8_k *const *y,
+                                                                  const int nc, int64_t i0,
+                                                                  const int m, float *acc)
 {
-    const struct block_q4_k *x = w;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const struct block_q8_k *y[DOT_MAX_COLS];
-    __m256 acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        y[c] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride);
-        acc[c] = _mm256_setzero_ps();
-    }
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    __m256i s1p[DOT_MAX_COLS][8];
+    for (int k = 0; k < m; k++) {
+        int64_t i = i0 + k;
         uint8_t sc[8], mn[8];
         k4_unpack_scales(x[i].scales, sc, mn);
         __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
@@ -188,11 +184,25 @@ static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, 
                 sumi[c] = _mm256_dpwssd_epi32(sumi[c], _mm256_maddubs_epi16(hi, y1), s1);
             }
         }
-        float d = _cvtsh_ss(x[i].d);
-        for (int c = 0; c < nc; c++)
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c][i].d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        for (int c = 0; c < nc; c++) s1p[c][k] = sumi[c];
     }
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]) - k45_mins(w, false, y[c], n / QK_K);
+    for (int c = 0; c < nc; c++) k45_finish_group(x, false, y[c], i0, m, s1p[c], &acc[c]);
+}
+
+static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a,
+                                                                 size_t stride, const int nc,
+                                                                 int64_t n, float *out)
+{
+    const struct block_q8_k *y[DOT_MAX_COLS];
+    float acc[DOT_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        y[c] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride);
+        acc[c] = 0;
+    }
+    int64_t nb = n / QK_K, i0 = 0;
+    for (; i0 + 8 <= nb; i0 += 8) dotn_q4_k_group(w, y, nc, i0, 8, acc);
+    if (i0 < nb) dotn_q4_k_group(w, y, nc, i0, (int)(nb - i0), acc);
+    for (int c = 0; c < nc; c++) out[c] = acc[c];
 }
 
 COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
@@ -200,212 +210,6 @@ COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
 const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dot_q4_k};
 const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
 
-/* Q4_K and Q5_K tiles, QTILE_ROWS x QTILE_COLS as two passes of 2 rows (registers): per
- * super-block and output they do what dotn_q45_k_block in dot_avx2.c does (Q5_K's fifth bits
- * put on the nibbles the same way). The integer sums are exact either
- * way, so VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) may replace
- * madd + add, and the mins' sums may be reduced across the 8 outputs at once; the float steps,
- * the same fused multiply-add of d * a.d per super-block and the same multiply, multiply, add
- * of the mins, are done per lane in the same order. */
-enum { Q4K_ROWS = 2 };
-_Static_assert(Q4K_ROWS * QTILE_COLS == 8, "the 8 outputs of a pass are one 8-lane vector");
-
-static inline __attribute__((always_inline)) void tile_q45_k_rows(const void *const *x, bool q5,
-                                                                  const struct block_q8_k *const *y,
-                                                                  int64_t n, float *out,
-                                                                  size_t out_stride)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    __m256 acc[Q4K_ROWS][QTILE_COLS];
-    __m256 mins = _mm256_setzero_ps(); /* lane r * QTILE_COLS + c */
-#pragma GCC unroll 8
-    for (int r = 0; r < Q4K_ROWS; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i scales[Q4K_ROWS], sumi[Q4K_ROWS][QTILE_COLS], minp[Q4K_ROWS * QTILE_COLS];
-        __m256i hbits[Q4K_ROWS];
-#pragma GCC unroll 8
-        for (int r = 0; r < Q4K_ROWS; r++) {
-            uint8_t sc[8], mn[8];
-            k4_unpack_scales(K45_BLOCK(x[r], q5, i, scales), sc, mn);
-            hbits[r] = q5 ? _mm256_loadu_si256((const __m256i *)((const struct block_q5_k *)x[r])[i].qh)
-                          : _mm256_setzero_si256();
-            scales[r] = _mm256_broadcastsi128_si256(
-                _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-            __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
-            __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-#pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++) {
-                minp[r * QTILE_COLS + c] =
-                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[c][i].bsums), mins16);
-                sumi[r][c] = _mm256_setzero_si256();
-            }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            __m256i lo[Q4K_ROWS], hi[Q4K_ROWS], s0[Q4K_ROWS], s1[Q4K_ROWS];
-#pragma GCC unroll 8
-            for (int r = 0; r < Q4K_ROWS; r++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(K45_BLOCK(x[r], q5, i, qs) + 32 * j));
-                lo[r] = _mm256_and_si256(q, m4);
-                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                if (q5) {
-                    __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(hbits[r], 2 * j), one);
-                    __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(hbits[r], 2 * j + 1), one);
-                    lo[r] = _mm256_or_si256(lo[r], _mm256_slli_epi16(b0, 4));
-                    hi[r] = _mm256_or_si256(hi[r], _mm256_slli_epi16(b1, 4));
-                }
-                s0[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j));
-                s1[r] = _mm256_shuffle_epi8(scales[r], pick_epi16(2 * j + 1));
-            }
-#pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++) {
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j));
-                __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j + 32));
-#pragma GCC unroll 8
-                for (int r = 0; r < Q4K_ROWS; r++) {
-                    sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], _mm256_maddubs_epi16(lo[r], y0), s0[r]);
-                    sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], _mm256_maddubs_epi16(hi[r], y1), s1[r]);
-                }
-            }
-        }
-        /* lane r * QTILE_COLS + c of each: the row's d or dmin, the column's a.d */
-        __m128 dy4 = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
-        __m256 dy = _mm256_set_m128(dy4, dy4);
-        __m256 dx = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[1], q5, i, d))),
-                                    _mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[0], q5, i, d))));
-        __m256 dmin = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[1], q5, i, dmin))),
-                                      _mm_set1_ps(_cvtsh_ss(K45_BLOCK(x[0], q5, i, dmin))));
-        /* mins += dmin * a.d * summ, as the scalar expression evaluates it */
-        mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm256_mul_ps(dmin, dy),
-                                                 _mm256_cvtepi32_ps(sum8_epi32(minp))));
-        float scale[Q4K_ROWS * QTILE_COLS];
-        _mm256_storeu_ps(scale, _mm256_mul_ps(dx, dy));
-#pragma GCC unroll 8
-        for (int r = 0; r < Q4K_ROWS; r++)
-#pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&scale[r * QTILE_COLS + c]),
-                                            _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
-    }
-    float m[Q4K_ROWS * QTILE_COLS];
-    _mm256_storeu_ps(m, mins);
-    for (int r = 0; r < Q4K_ROWS; r++)
-        for (int c = 0; c < QTILE_COLS; c++)
-            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]) - m[r * QTILE_COLS + c];
-}
-
-static inline __attribute__((always_inline)) void tile_q45_k(const void *const *w, bool q5,
-                                                             const void *a, size_t stride,
-                                                             int64_t n, float *out,
-                                                             size_t out_stride)
-{
-    const struct block_q8_k *y[QTILE_COLS];
-    for (int c = 0; c < QTILE_COLS; c++)
-        y[c] = (const struct block_q8_k *)((const char *)a + (size_t)c * stride);
-    for (int r = 0; r < QTILE_ROWS; r += Q4K_ROWS) tile_q45_k_rows(w + r, q5, y, n, out + r, out_stride);
-}
-
-static void tile_q4_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
-{
-    tile_q45_k(w, false, a, stride, n, out, out_stride);
-}
-
-static void tile_q5_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
-{
-    tile_q45_k(w, true, a, stride, n, out, out_stride);
-}
-
-
-/* Q6_K tile, QTILE_ROWS x QTILE_COLS as two passes of 2 rows: per super-block and output it
- * computes dotn_q6_k's int32 lane sums (the same int16 products and differences; the
- * activations' "32 x a" term once per column for all rows; dpwssd for madd + add, exact in
- * integers) and then the same fused multiply-add of half(w.d) * a.d and the same hsum. */
-enum { Q6K_ROWS = 2 };
-
-static void tile_q6_k_rows(const struct block_q6_k *const *x, const struct block_q8_k *const *y,
-                           int64_t n, float *out, size_t out_stride)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
-    const __m256i k32 = _mm256_set1_epi8(32);
-    __m256 acc[Q6K_ROWS][QTILE_COLS];
-#pragma GCC unroll 8
-    for (int r = 0; r < Q6K_ROWS; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < QTILE_COLS; c++) acc[r][c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i sumi[Q6K_ROWS][QTILE_COLS];
-#pragma GCC unroll 8
-        for (int r = 0; r < Q6K_ROWS; r++)
-#pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++) sumi[r][c] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i q[Q6K_ROWS][4], sch[Q6K_ROWS];
-#pragma GCC unroll 8
-            for (int r = 0; r < Q6K_ROWS; r++) {
-                sch[r] = q6_k_half_scales(
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[r][i].scales)), h);
-                const uint8_t *ql = x[r][i].ql + 64 * h, *qh = x[r][i].qh + 32 * h;
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-                q[r][0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                          _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-                q[r][1] = _mm256_or_si256(
-                    _mm256_and_si256(l1, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-                q[r][2] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-                q[r][3] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
-            }
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                __m256i scales[Q6K_ROWS];
-#pragma GCC unroll 8
-                for (int r = 0; r < Q6K_ROWS; r++) scales[r] = q6_k_pair_scales(sch[r], k);
-#pragma GCC unroll 8
-                for (int c = 0; c < QTILE_COLS; c++) {
-                    __m256i yy = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 128 * h + 32 * k));
-                    __m256i y32 = _mm256_maddubs_epi16(k32, yy);
-#pragma GCC unroll 8
-                    for (int r = 0; r < Q6K_ROWS; r++) {
-                        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r][k], yy), y32);
-                        sumi[r][c] = _mm256_dpwssd_epi32(sumi[r][c], p, scales[r]);
-                    }
-                }
-            }
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < Q6K_ROWS; r++) {
-            float dx = _cvtsh_ss(x[r][i].d);
-#pragma GCC unroll 8
-            for (int c = 0; c < QTILE_COLS; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[c][i].d),
-                                            _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
-        }
-    }
-    for (int r = 0; r < Q6K_ROWS; r++)
-        for (int c = 0; c < QTILE_COLS; c++)
-            out[(size_t)c * out_stride + (size_t)r] = hsum_ps(acc[r][c]);
-}
-
-static void tile_q6_k(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
-{
-    const struct block_q8_k *y[QTILE_COLS];
-    for (int c = 0; c < QTILE_COLS; c++)
-        y[c] = (const struct block_q8_k *)((const char *)a + (size_t)c * stride);
-    for (int r = 0; r < QTILE_ROWS; r += Q6K_ROWS)
-        tile_q6_k_rows((const struct block_q6_k *const *)w + r, y, n, out + r, out_stride);
-}
-
 const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q8_0] = tile_q8_0, [DTYPE_Q4_0] = tile_q4_0, [DTYPE_Q4_1] = tile_q4_1,
-    [DTYPE_Q4_K] = tile_q4_k, [DTYPE_Q5_K] = tile_q5_k, [DTYPE_Q6_K] = tile_q6_k,
 };

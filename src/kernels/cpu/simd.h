@@ -1,6 +1,7 @@
 /* Helpers the AVX2 and AVX-512 kernels share, so that kernels meant to compute alike do:
  * the one horizontal sum of 8 float lanes every SIMD kernel ends with (a fixed order of
- * additions), and the unpacking of 32 four-bit weights. Include only from files built with
+ * additions), the K-quant super-block's float steps, and the unpacking of 32 four-bit
+ * weights. Include only from files built with
  * AVX2 (the *_avx2.c and *_avx512.c kernels). */
 #ifndef KILN_KERNELS_CPU_SIMD_H
 #define KILN_KERNELS_CPU_SIMD_H
@@ -84,20 +85,42 @@ static inline __m256i nibbles(const uint8_t *qs)
 #define K45_BLOCK(row, q5, i, field)                                                               \
     ((q5) ? ((const struct block_q5_k *)(row))[i].field : ((const struct block_q4_k *)(row))[i].field)
 
-/* The mins' part of a Q4_K / Q5_K row against one activation row, for super-blocks i0 ..
- * i0 + m - 1 (m <= 8) added to *mins: each super-block's dmin * a.d * (its mins against the
- * activations' 16-value sums), added one by one in order as a scalar loop would. The integer
- * sums and the products of the m super-blocks are computed together (the same values). */
-static inline __attribute__((always_inline)) void k45_mins_group(const void *w, bool q5,
-                                                                 const struct block_q8_k *y,
-                                                                 int64_t i0, int m, float *mins)
+/* The K-quant dots (Q4_K, Q5_K, Q6_K) all end each super-block with the scalar reference's
+ * float steps (k_dot in dot_ref.c): with s1 = the sum over sub-blocks of scale * (weights .
+ * activations) and s2 = the sum of min * (the activations' sums), both exact integers,
+ *     r = a.d * (d * (float)s1 - dmin * (float)s2),   acc = acc + r,
+ * super-block by super-block in order (Q6_K has no mins: dmin = s2 = 0). Integer sums do not
+ * depend on how they are formed, so every kernel that follows these steps (the reference, the
+ * AVX2 and AVX-512 dots, the batched GEMM) gives bit for bit the same result.
+ *
+ * k_finish8 does the float steps of m <= 8 super-blocks at once: lane k of s1 / s2 holds
+ * super-block k's sums, d / dmin / yd its scales and the activations' scale. */
+static inline __attribute__((always_inline)) void k_finish8(float *acc, __m256i s1, __m256i s2,
+                                                            const float d[8], const float dmin[8],
+                                                            const float yd[8], int m)
 {
-    __m256i p[8];
-    float dmin[8], yd[8], t[8];
+    __m256 r = _mm256_mul_ps(_mm256_loadu_ps(yd),
+                             _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(d), _mm256_cvtepi32_ps(s1)),
+                                           _mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_cvtepi32_ps(s2))));
+    float t[8];
+    _mm256_storeu_ps(t, r);
+    for (int k = 0; k < m; k++) *acc += t[k];
+}
+
+/* Finishes super-blocks i0 .. i0 + m - 1 (m <= 8) of a Q4_K / Q5_K row against one activation
+ * row into *acc: s1p[k] is a vector whose int32 lanes sum to super-block i0 + k's s1 (lanes of
+ * k >= m are ignored); the mins' s2 are computed here from the activations' 16-value sums. */
+static inline __attribute__((always_inline)) void k45_finish_group(const void *w, bool q5,
+                                                                   const struct block_q8_k *y,
+                                                                   int64_t i0, int m,
+                                                                   const __m256i s1p[8], float *acc)
+{
+    __m256i p[8], s[8];
+    float d[8], dmin[8], yd[8];
     for (int k = 0; k < 8; k++) {
         if (k >= m) {
-            p[k] = _mm256_setzero_si256();
-            dmin[k] = yd[k] = 0;
+            p[k] = s[k] = _mm256_setzero_si256();
+            d[k] = dmin[k] = yd[k] = 0;
             continue;
         }
         int64_t i = i0 + k;
@@ -107,22 +130,12 @@ static inline __attribute__((always_inline)) void k45_mins_group(const void *w, 
         /* lane k holds the min of sub-block k / 2, against bsums k (16 values each) */
         __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
         p[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mins16);
+        s[k] = s1p[k];
+        d[k] = _cvtsh_ss(K45_BLOCK(w, q5, i, d));
         dmin[k] = _cvtsh_ss(K45_BLOCK(w, q5, i, dmin));
         yd[k] = y[i].d;
     }
-    _mm256_storeu_ps(t, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dmin), _mm256_loadu_ps(yd)),
-                                      _mm256_cvtepi32_ps(sum8_epi32(p))));
-    for (int k = 0; k < m; k++) *mins += t[k];
-}
-
-static inline __attribute__((always_inline)) float k45_mins(const void *w, bool q5,
-                                                            const struct block_q8_k *y, int64_t nb)
-{
-    float mins = 0;
-    int64_t i0 = 0;
-    for (; i0 + 8 <= nb; i0 += 8) k45_mins_group(w, q5, y, i0, 8, &mins);
-    if (i0 < nb) k45_mins_group(w, q5, y, i0, (int)(nb - i0), &mins);
-    return mins;
+    k_finish8(acc, sum8_epi32(s), sum8_epi32(p), d, dmin, yd, m);
 }
 
 #endif

@@ -1,0 +1,198 @@
+/* Batched K-quant matmul with AVX-512 VNNI, one zmm lane per output row.
+ *
+ * GEMM_ROWS (16) weight rows are first packed: unpacked to one byte per weight and
+ * transposed so that each 64-byte vector holds 4 consecutive weights of all 16 rows, with the
+ * sub-block scales, mins and super-block scales laid out as 16-lane vectors beside them. Any
+ * number of tokens then run against the packed rows: per 4 weights one dpbusd of that vector
+ * with the token's 4 activation bytes broadcast (64 multiply-adds), per sub-block one integer
+ * multiply by the 16 rows' scales, and per super-block the float steps for 16 outputs at once.
+ * The packing is paid once per row block and matmul, not per token.
+ *
+ * Each output is bit for bit the type's dot: the integer sums s1 and s2 of a super-block are
+ * exact whatever the order, and the float steps are simd.h's (the reference's), done per lane
+ * in the same order. Tested against the dots in test_kernels.
+ * Contract: src/kernels/cpu/dot.h. */
+#include "kernels/cpu/dot.h"
+#include "kernels/cpu/simd.h"
+#include "tensor/quant.h"
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+_Static_assert(GEMM_ROWS == 16, "one zmm lane per row");
+
+/* Bytes of one packed super-block of GEMM_ROWS Q4_K / Q5_K rows: the weights (sub-block j,
+ * group g of 4 at (8j + g) * 64), the scales and mins as int32 per row and sub-block (the mins
+ * as two equal int16, against two 16-value activation sums), and d and dmin as floats. */
+enum {
+    K45_WEIGHTS = 0,
+    K45_SCALES = K45_WEIGHTS + 8 * 8 * 64,
+    K45_MINS = K45_SCALES + 8 * 16 * 4,
+    K45_D = K45_MINS + 8 * 16 * 4,
+    K45_DMIN = K45_D + 16 * 4,
+    K45_PACKED = K45_DMIN + 16 * 4,
+};
+
+/* Transposes 16 vectors of 16 dwords: z[r] lane c becomes z[c] lane r. */
+static inline __attribute__((always_inline)) void transpose16_epi32(__m512i z[16])
+{
+    __m512i a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+    /* b[4q + e], 128-bit lane L: rows 4q .. 4q + 3 of dword 4L + e */
+    for (int q = 0; q < 4; q++) {
+        b[4 * q + 0] = _mm512_unpacklo_epi64(a[4 * q], a[4 * q + 2]);
+        b[4 * q + 1] = _mm512_unpackhi_epi64(a[4 * q], a[4 * q + 2]);
+        b[4 * q + 2] = _mm512_unpacklo_epi64(a[4 * q + 1], a[4 * q + 3]);
+        b[4 * q + 3] = _mm512_unpackhi_epi64(a[4 * q + 1], a[4 * q + 3]);
+    }
+    for (int e = 0; e < 4; e++) {
+        __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44);
+        __m512i c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xee);
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xee);
+        z[e] = _mm512_shuffle_i32x4(c0, c2, 0x88);
+        z[4 + e] = _mm512_shuffle_i32x4(c0, c2, 0xdd);
+        z[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
+        z[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
+    }
+}
+
+static size_t packed_bytes_q45_k(int64_t n)
+{
+    return (size_t)(n / QK_K) * K45_PACKED;
+}
+
+static inline __attribute__((always_inline)) void pack_q45_k(void *packed, const void *w,
+                                                             size_t row_bytes, int64_t n, bool q5)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
+    /* the low 256 bits keep the low nibbles (sub-block 2p), the high 256 bits the high ones */
+    const long long x4 = 0x0004000400040004ll;
+    const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0, 0, x4, x4, x4, x4);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t *dst = (uint8_t *)packed + (size_t)i * K45_PACKED;
+        int32_t *scales = (int32_t *)(dst + K45_SCALES), *mins = (int32_t *)(dst + K45_MINS);
+        float *d = (float *)(dst + K45_D), *dmin = (float *)(dst + K45_DMIN);
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
+            uint8_t sc[8], mn[8];
+            k4_unpack_scales(K45_BLOCK(row, q5, i, scales), sc, mn);
+            for (int j = 0; j < 8; j++) {
+                scales[16 * j + r] = sc[j];
+                mins[16 * j + r] = mn[j] * 0x10001;
+            }
+            d[r] = _cvtsh_ss(K45_BLOCK(row, q5, i, d));
+            dmin[r] = _cvtsh_ss(K45_BLOCK(row, q5, i, dmin));
+        }
+        for (int p = 0; p < 4; p++) {
+            __m512i z[16];
+            /* the fifth bits of sub-blocks 2p and 2p + 1 */
+            const long long lo = 2 * p * 0x0001000100010001ll, hi = lo + 0x0001000100010001ll;
+            const __m512i high_shift = _mm512_setr_epi64(lo, lo, lo, lo, hi, hi, hi, hi);
+            for (int r = 0; r < GEMM_ROWS; r++) {
+                const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
+                __m512i q = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const __m256i *)(K45_BLOCK(row, q5, i, qs) + 32 * p)));
+                __m512i v = _mm512_and_si512(_mm512_srlv_epi16(q, nibble_shift), m4);
+                if (q5) {
+                    __m512i h = _mm512_broadcast_i64x4(
+                        _mm256_loadu_si256((const __m256i *)((const struct block_q5_k *)row)[i].qh));
+                    __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(h, high_shift), one);
+                    v = _mm512_or_si512(v, _mm512_slli_epi16(bit, 4));
+                }
+                z[r] = v;
+            }
+            transpose16_epi32(z);
+            /* z[c]: sub-block 2p + c / 8, group c % 8 */
+            for (int c = 0; c < 16; c++)
+                _mm512_store_si512((__m512i *)(dst + K45_WEIGHTS + (size_t)(16 * p + c) * 64), z[c]);
+        }
+    }
+}
+
+static void pack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    pack_q45_k(packed, w, row_bytes, n, false);
+}
+
+static void pack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    pack_q45_k(packed, w, row_bytes, n, true);
+}
+
+/* nt (<= 8, a constant in each instance) tokens against packed Q4_K / Q5_K rows. */
+static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t *packed,
+                                                                   const struct block_q8_k *const *y,
+                                                                   const int nt, int64_t n,
+                                                                   float *out, size_t out_stride)
+{
+    __m512 acc[8];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *src = packed + (size_t)i * K45_PACKED;
+        __m512i s1[8], s2[8];
+        for (int t = 0; t < nt; t++) s1[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i sub[8];
+            for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i wv = _mm512_load_si512((const __m512i *)(src + K45_WEIGHTS + (size_t)(8 * j + g) * 64));
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++)
+                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 32 * j + 4 * g)));
+            }
+            __m512i scales = _mm512_load_si512((const __m512i *)(src + K45_SCALES + 64 * j));
+            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
+        }
+        for (int t = 0; t < nt; t++) {
+            s2[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                s2[t] = _mm512_dpwssd_epi32(s2[t], _mm512_load_si512((const __m512i *)(src + K45_MINS + 64 * j)),
+                                            _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * j])));
+        }
+        __m512 d = _mm512_load_ps((const float *)(src + K45_D));
+        __m512 dmin = _mm512_load_ps((const float *)(src + K45_DMIN));
+        /* simd.h's steps: acc + a.d * (d * s1 - dmin * s2) */
+        for (int t = 0; t < nt; t++) {
+            __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1[t])),
+                                     _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(s2[t])));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d), r));
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
+static void run_q45_k(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
+                      float *out, size_t out_stride)
+{
+    for (int t0 = 0; t0 < n_tok; t0 += 8) {
+        const struct block_q8_k *y[8];
+        int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        for (int t = 0; t < nt; t++) y[t] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)(t0 + t) * stride);
+        float *o = out + (size_t)t0 * out_stride;
+        switch (nt) {
+        case 1: run_q45_k_tokens(packed, y, 1, n, o, out_stride); break;
+        case 2: run_q45_k_tokens(packed, y, 2, n, o, out_stride); break;
+        case 3: run_q45_k_tokens(packed, y, 3, n, o, out_stride); break;
+        case 4: run_q45_k_tokens(packed, y, 4, n, o, out_stride); break;
+        case 5: run_q45_k_tokens(packed, y, 5, n, o, out_stride); break;
+        case 6: run_q45_k_tokens(packed, y, 6, n, o, out_stride); break;
+        case 7: run_q45_k_tokens(packed, y, 7, n, o, out_stride); break;
+        default: run_q45_k_tokens(packed, y, 8, n, o, out_stride); break;
+        }
+    }
+}
+
+static const struct row_gemm gemm_q4_k = {packed_bytes_q45_k, pack_q4_k, run_q45_k};
+static const struct row_gemm gemm_q5_k = {packed_bytes_q45_k, pack_q5_k, run_q45_k};
+
+const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
+    [DTYPE_Q4_K] = &gemm_q4_k,
+    [DTYPE_Q5_K] = &gemm_q5_k,
+};
