@@ -183,8 +183,8 @@ size_t matmul_scratch_bytes(const struct model *m, int n_batch)
     if (hp->n_ff > widest) widest = hp->n_ff;
     if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
     /* floats take more room than either encoding; the extra rows are each thread's widened
-     * F16 / BF16 weight rows, or its packed row block for a row GEMM (at most 21 bytes per
-     * column and 63 for alignment, less than WIDE_TILE floats per column) */
+     * F16 / BF16 weight rows, or its packed row block for a row GEMM (at most 24 bytes per
+     * column and 63 for alignment: less than WIDE_TILE floats per column) */
     return ((size_t)n_batch + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) *
            act_row_bytes(ACT_F32, widest);
 }

@@ -298,14 +298,15 @@ static void test_row_gemms_equal_single_dots(void)
 {
     enum { N = 2816, TOKENS = 19 }; /* 11 super-blocks; 8 + 8 + 3 tokens */
     static uint8_t w[GEMM_ROWS][N * 2], a[TOKENS][N * 2];
-    static _Alignas(64) uint8_t packed[N * 32];
+    static _Alignas(64) uint8_t packed[N * 24];
     static float x[N], out[TOKENS][GEMM_ROWS + 3];
     int checked = 0;
     for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
         enum dtype t = weight_types[k];
         const struct dot_kernel *kern = dot_kernel_for(t);
         if (!kern || !kern->gemm) continue;
-        CHECK(kern->gemm->packed_bytes(N) <= sizeof packed, "%s: packed scratch", dtype_get(t)->name);
+        /* matmul's scratch holds 24 bytes per column for it (model/ops.c) */
+        CHECK(kern->gemm->packed_bytes(N) <= 24 * N, "%s: packed scratch", dtype_get(t)->name);
         for (int r = 0; r < GEMM_ROWS; r++) random_row(t, w[r], N);
         for (int c = 0; c < TOKENS; c++) {
             for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 7 == 0 ? 8.f : 1.f) - 0.5f;
@@ -328,7 +329,7 @@ static void test_row_gemms_equal_single_dots(void)
         }
         checked++;
     }
-    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 2, "only %d row GEMMs", checked);
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d row GEMMs", checked);
 }
 
 /* The AVX2 activation encoders write exactly the scalar encoders' bytes (rounding ties,

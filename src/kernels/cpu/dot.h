@@ -49,8 +49,8 @@ typedef void (*dot_qtile_fn)(const void *const *w, const void *a, size_t stride,
                              float *out, size_t out_stride);
 
 /* Quantized rows for batches, one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows
- * are packed once (pack writes packed_bytes(n) bytes, 64-byte aligned, from rows w,
- * w + row_bytes, ...), then run against n_tok activation rows at a, a + stride, ...:
+ * are packed once (pack writes packed_bytes(n) <= 24 * n bytes, 64-byte aligned, from rows
+ * w, w + row_bytes, ...), then run against n_tok activation rows at a, a + stride, ...:
  * out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot. */
 #define GEMM_ROWS 16
 struct row_gemm {

@@ -168,31 +168,139 @@ static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-static void run_q45_k(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
-                      float *out, size_t out_stride)
+/* Bytes of one packed super-block of GEMM_ROWS Q6_K rows: the weights as unsigned 0..63
+ * (4-value group k at k * 64), the 16 sub-block scales as int32 per row, the same scales as
+ * int16 pairs (sub-blocks 2i, 2i + 1, against two activation sums), and d as floats. */
+enum {
+    Q6K_WEIGHTS = 0,
+    Q6K_SCALES = Q6K_WEIGHTS + 64 * 64,
+    Q6K_PAIRS = Q6K_SCALES + 16 * 16 * 4,
+    Q6K_D = Q6K_PAIRS + 8 * 16 * 4,
+    Q6K_PACKED = Q6K_D + 16 * 4,
+};
+
+static size_t packed_bytes_q6_k(int64_t n)
 {
-    for (int t0 = 0; t0 < n_tok; t0 += 8) {
-        const struct block_q8_k *y[8];
-        int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
-        for (int t = 0; t < nt; t++) y[t] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)(t0 + t) * stride);
-        float *o = out + (size_t)t0 * out_stride;
-        switch (nt) {
-        case 1: run_q45_k_tokens(packed, y, 1, n, o, out_stride); break;
-        case 2: run_q45_k_tokens(packed, y, 2, n, o, out_stride); break;
-        case 3: run_q45_k_tokens(packed, y, 3, n, o, out_stride); break;
-        case 4: run_q45_k_tokens(packed, y, 4, n, o, out_stride); break;
-        case 5: run_q45_k_tokens(packed, y, 5, n, o, out_stride); break;
-        case 6: run_q45_k_tokens(packed, y, 6, n, o, out_stride); break;
-        case 7: run_q45_k_tokens(packed, y, 7, n, o, out_stride); break;
-        default: run_q45_k_tokens(packed, y, 8, n, o, out_stride); break;
+    return (size_t)(n / QK_K) * Q6K_PACKED;
+}
+
+static void pack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t *dst = (uint8_t *)packed + (size_t)i * Q6K_PACKED;
+        int32_t *scales = (int32_t *)(dst + Q6K_SCALES), *pairs = (int32_t *)(dst + Q6K_PAIRS);
+        float *d = (float *)(dst + Q6K_D);
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            for (int g = 0; g < 16; g++) scales[16 * g + r] = x->scales[g];
+            for (int p = 0; p < 8; p++)
+                pairs[16 * p + r] = (int32_t)((uint32_t)(uint16_t)x->scales[2 * p] |
+                                              (uint32_t)(uint16_t)x->scales[2 * p + 1] << 16);
+            d[r] = _cvtsh_ss(x->d);
+        }
+        /* values 64v .. 64v + 63 of each row: half h = v / 2 of the super-block, whose 128
+         * values are ql's 64 low nibbles, then its 64 high nibbles, each with 2 bits of qh
+         * (bits 0-1 and 2-3 for the low nibbles' two 32s, 4-5 and 6-7 for the high ones') */
+        for (int v = 0; v < 4; v++) {
+            int h = v / 2, high_nibbles = v % 2;
+            const long long lo_shift = (4 * high_nibbles) * 0x0001000100010001ll;
+            const long long hi_shift = lo_shift + 2 * 0x0001000100010001ll;
+            const __m512i qh_shift = _mm512_setr_epi64(lo_shift, lo_shift, lo_shift, lo_shift,
+                                                       hi_shift, hi_shift, hi_shift, hi_shift);
+            __m512i z[16];
+            for (int r = 0; r < GEMM_ROWS; r++) {
+                const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+                __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
+                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+                __m512i low = _mm512_and_si512(high_nibbles ? _mm512_srli_epi16(ql, 4) : ql, m4);
+                __m512i high = _mm512_and_si512(_mm512_srlv_epi16(qh, qh_shift), m3);
+                z[r] = _mm512_or_si512(low, _mm512_slli_epi16(high, 4));
+            }
+            transpose16_epi32(z);
+            for (int c = 0; c < 16; c++)
+                _mm512_store_si512((__m512i *)(dst + Q6K_WEIGHTS + (size_t)(16 * v + c) * 64), z[c]);
         }
     }
 }
 
+/* nt (<= 8) tokens against packed Q6_K rows: per super-block s = the sum of scale * (q . a)
+ * minus 32 * the sum of scale * (the activations' 16-value sums), then simd.h's steps. */
+static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t *packed,
+                                                                  const struct block_q8_k *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
+{
+    __m512 acc[8];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *src = packed + (size_t)i * Q6K_PACKED;
+        __m512i s1[8], s2[8];
+        for (int t = 0; t < nt; t++) s1[t] = s2[t] = _mm512_setzero_si512();
+        for (int g = 0; g < 16; g++) {
+            __m512i sub[8];
+            for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int e = 0; e < 4; e++) {
+                __m512i wv = _mm512_load_si512((const __m512i *)(src + Q6K_WEIGHTS + (size_t)(4 * g + e) * 64));
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++)
+                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 16 * g + 4 * e)));
+            }
+            __m512i scales = _mm512_load_si512((const __m512i *)(src + Q6K_SCALES + 64 * g));
+            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
+        }
+        for (int t = 0; t < nt; t++) {
+#pragma GCC unroll 8
+            for (int p = 0; p < 8; p++)
+                s2[t] = _mm512_dpwssd_epi32(s2[t], _mm512_load_si512((const __m512i *)(src + Q6K_PAIRS + 64 * p)),
+                                            _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * p])));
+        }
+        __m512 d = _mm512_load_ps((const float *)(src + Q6K_D));
+        for (int t = 0; t < nt; t++) {
+            __m512i s = _mm512_sub_epi32(s1[t], _mm512_slli_epi32(s2[t], 5));
+            /* a.d * (d * s - 0 * 0): simd.h's steps without mins, where x - 0 is x */
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d),
+                                                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(s))));
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
+/* Tokens 8 at a time (the last group smaller), each count its own instance so that the
+ * accumulators stay in registers. */
+#define RUN_TOKEN_GROUPS(name, tokens_fn)                                                          \
+    static void name(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,      \
+                     float *out, size_t out_stride)                                               \
+    {                                                                                              \
+        for (int t0 = 0; t0 < n_tok; t0 += 8) {                                                    \
+            const struct block_q8_k *y[8];                                                         \
+            int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;                                              \
+            for (int t = 0; t < nt; t++)                                                           \
+                y[t] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)(t0 + t) * stride);\
+            float *o = out + (size_t)t0 * out_stride;                                              \
+            switch (nt) {                                                                          \
+            case 1: tokens_fn(packed, y, 1, n, o, out_stride); break;                              \
+            case 2: tokens_fn(packed, y, 2, n, o, out_stride); break;                              \
+            case 3: tokens_fn(packed, y, 3, n, o, out_stride); break;                              \
+            case 4: tokens_fn(packed, y, 4, n, o, out_stride); break;                              \
+            case 5: tokens_fn(packed, y, 5, n, o, out_stride); break;                              \
+            case 6: tokens_fn(packed, y, 6, n, o, out_stride); break;                              \
+            case 7: tokens_fn(packed, y, 7, n, o, out_stride); break;                              \
+            default: tokens_fn(packed, y, 8, n, o, out_stride); break;                             \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens)
+RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens)
+
 static const struct row_gemm gemm_q4_k = {packed_bytes_q45_k, pack_q4_k, run_q45_k};
 static const struct row_gemm gemm_q5_k = {packed_bytes_q45_k, pack_q5_k, run_q45_k};
+static const struct row_gemm gemm_q6_k = {packed_bytes_q6_k, pack_q6_k, run_q6_k};
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k,
     [DTYPE_Q5_K] = &gemm_q5_k,
+    [DTYPE_Q6_K] = &gemm_q6_k,
 };
