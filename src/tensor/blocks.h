@@ -26,8 +26,11 @@ struct block_q6_k { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK
 struct block_q8_k { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; };
 
 /* Activations quantized for dot products with the 32-element types (kiln's own layout):
- * sd = d * sum(qs), which the Q4_1/Q5_1 dots need for their offsets. */
-struct block_q8a { float d, sd; int8_t qs[QK]; };
+ * sd = d * sum(qs) (rounded to F16, as llama.cpp's Q8_1 stores it), which the Q4_1 / Q5_1
+ * dots need for their offsets; sum = sum(qs) exactly, which the Q8_0 row GEMM needs to take
+ * back out the 128 its weights are offset by. */
+struct block_q8a { float d, sd; int8_t qs[QK]; int32_t sum; };
+_Static_assert(sizeof(struct block_q8a) == 44, "q8a layout, no padding");
 
 _Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct block_q4_1) == 20, "q4_1 layout");

@@ -16,8 +16,9 @@ void quantize_row_q8a(struct block_q8a *y, const float *x, int64_t n)
         for (int j = 0; j < QK; j++) {
             int q = (int)lrintf(x[j] * id);
             y[i].qs[j] = (int8_t)q;
-            sum += q;
+            sum += y[i].qs[j];
         }
+        y[i].sum = sum;
         y[i].d = f16_to_f32(f32_to_f16(d));
         y[i].sd = f16_to_f32(f32_to_f16(d * (float)sum));
     }

@@ -147,12 +147,17 @@ static void test_generate_stop_strings_and_seeds(void)
     CHECK(generate(m, &p, &c, &rb), "generate");
     CHECK(strcmp(a.text, c.text) != 0, "another seed gave the same text");
 
-    /* A stop string taken from the middle of the unstopped text ends it just before. */
+    /* A stop string taken from the middle of the unstopped text ends it just before. It is
+     * whole characters, as a client's (JSON) string is: 4 bytes or more from a character's
+     * start (a random model's text can hold multi-byte characters anywhere). */
     p.sampling.seed = 1234;
-    char stop[8];
-    size_t at = a.len / 2;
-    memcpy(stop, a.text + at, 4);
-    stop[4] = 0;
+    char stop[16];
+    size_t at = a.len / 2, len = 4;
+    while ((a.text[at] & 0xc0) == 0x80) at++;
+    while (at + len < a.len && (a.text[at + len] & 0xc0) == 0x80) len++;
+    CHECK(len < sizeof stop && at + len <= a.len, "no stop string at %zu", at);
+    memcpy(stop, a.text + at, len);
+    stop[len] = 0;
     const char *stops[] = {stop};
     p.stop = stops;
     p.n_stop = 1;

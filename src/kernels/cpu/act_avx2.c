@@ -47,6 +47,7 @@ void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n)
         int total = _mm_cvtsi128_si32(s);
         y[i].d = f16_to_f32(f32_to_f16(d));
         y[i].sd = f16_to_f32(f32_to_f16(d * (float)total));
+        y[i].sum = total;
     }
 }
 

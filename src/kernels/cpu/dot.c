@@ -85,10 +85,9 @@ static void resolve_kernels(void)
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
                 kernels[isa][t].float_tile = tile_f32_avx512;
-            /* the VNNI tiles compute as the multi-column dots (AVX2's, and AVX-512's for Q4_K,
-             * which equal them): only alongside them */
+            /* the VNNI tiles compute as the AVX2 multi-column dots: only alongside them */
             if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtile_table_avx512[t];
-            /* the row GEMMs compute the reference's steps, as every dot of their types does */
+            /* the row GEMMs compute as their types' AVX2 and AVX-512 dots do (gemm_avx512.c) */
             if (isa == ISA_AVX512) kernels[isa][t].gemm = row_gemm_table_avx512[t];
         }
     }

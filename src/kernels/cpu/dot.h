@@ -70,11 +70,11 @@ struct dot_kernel {
     dotn_fn widened_dotn;
     /* F32, F16, BF16 with AVX-512: full tiles of float rows (edges use widened_dotn / dotn) */
     dot_tile_fn float_tile;
-    /* quantized rows with AVX-512 VNNI: full tiles (edges use dotn) */
+    /* Q4_0 / Q4_1 rows with AVX-512 VNNI: full tiles (edges use dotn) */
     dot_qtile_fn quant_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
-    /* K-quant rows with AVX-512 VNNI: batches by packed row blocks (edges use dotn) */
+    /* K-quant and Q8_0 rows with AVX-512 VNNI: batches by packed row blocks (edges: dotn) */
     const struct row_gemm *gemm;
 };
 

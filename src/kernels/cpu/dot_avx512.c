@@ -1,4 +1,5 @@
-/* AVX-512 GEMM tiles for batches, each output bit for bit the single-token AVX2 dot's.
+/* AVX-512 GEMM tiles for batches of float, Q4_0 and Q4_1 rows, each output bit for bit the
+ * single-token AVX2 dot's; and Q4_K's own single-row dot.
  *
  * Float tile: TILE_ROWS float weight rows (F32, or F16 / BF16 widened) against
  * TILE_COLS activation rows, all full-length dots, with 24 zmm accumulators in registers.
@@ -45,13 +46,13 @@ static void tile_f32(const float *const *w, const void *a, size_t stride, int64_
 
 const dot_tile_fn tile_f32_avx512 = tile_f32;
 
-/* Tiles of the 32-element types Q8_0, Q4_0 and Q4_1: QTILE_ROWS rows against QTILE_COLS Q8A
- * activation rows. Per block and output they do what dotn_q8_0 / dotn_q4_0 / dotn_q4_1 in
- * dot_avx2.c do, in 8 lanes: the same int32 lane sums (maddubs + madd there, no pair can
+/* Tiles of the 4-bit 32-element types Q4_0 and Q4_1 (Q8_0 and the K-quants batch through the
+ * row GEMMs of gemm_avx512.c): QTILE_ROWS rows against QTILE_COLS Q8A activation rows. Per
+ * block and output they do what dotn_q4_0 / dotn_q4_1 in dot_avx2.c do, in 8 lanes: the same int32 lane sums (maddubs + madd there, no pair can
  * saturate), the same float scale (half(w.d) * a.d), the same fused multiply-add into the lane
  * accumulator, the same scalar sum of Q4_1's offsets, then the same hsum. The lane sums come
  * from VNNI's dpbusd, which multiplies unsigned by signed bytes: Q4_1's weights are unsigned;
- * for the signed weights of Q8_0 and Q4_0 the activations are shifted to unsigned (a + 128,
+ * for the signed weights of Q4_0 the activations are shifted to unsigned (a + 128,
  * once per column) and the accumulator starts at -128 * (the lane's weights' sum, once per
  * row), which leaves exactly the lane's sum of a * w with one instruction per output. (The
  * activation encoders never write -128: their scale is amax / 127. The AVX2 dot's sign trick
@@ -80,11 +81,7 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
         float dx[QTILE_ROWS], mx[QTILE_ROWS];
 #pragma GCC unroll 8
         for (int r = 0; r < QTILE_ROWS; r++) {
-            if (type == DTYPE_Q8_0) {
-                const struct block_q8_0 *b = (const struct block_q8_0 *)w[r] + i;
-                sx[r] = _mm256_loadu_si256((const __m256i *)b->qs);
-                dx[r] = _cvtsh_ss(b->d);
-            } else if (type == DTYPE_Q4_0) {
+            if (type == DTYPE_Q4_0) {
                 const struct block_q4_0 *b = (const struct block_q4_0 *)w[r] + i;
                 sx[r] = _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
                 dx[r] = _cvtsh_ss(b->d);
@@ -131,12 +128,6 @@ static inline __attribute__((always_inline)) void tile_q32(const void *const *w,
             out[(size_t)c * out_stride + (size_t)r] =
                 type == DTYPE_Q4_1 ? hsum_ps(acc[r][c]) + off[c] : hsum_ps(acc[r][c]);
     }
-}
-
-static void tile_q8_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
-                      size_t out_stride)
-{
-    tile_q32(w, a, stride, n, out, out_stride, DTYPE_Q8_0);
 }
 
 static void tile_q4_0(const void *const *w, const void *a, size_t stride, int64_t n, float *out,
@@ -211,5 +202,5 @@ const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dot_q4_k};
 const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_K] = dotn_q4_k};
 
 const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT] = {
-    [DTYPE_Q8_0] = tile_q8_0, [DTYPE_Q4_0] = tile_q4_0, [DTYPE_Q4_1] = tile_q4_1,
+    [DTYPE_Q4_0] = tile_q4_0, [DTYPE_Q4_1] = tile_q4_1,
 };

@@ -1,16 +1,18 @@
-/* Batched K-quant matmul with AVX-512 VNNI, one zmm lane per output row.
+/* Batched K-quant and Q8_0 matmul with AVX-512 VNNI, one zmm lane per output row.
  *
  * GEMM_ROWS (16) weight rows are first packed: unpacked to one byte per weight and
  * transposed so that each 64-byte vector holds 4 consecutive weights of all 16 rows, with the
- * sub-block scales, mins and super-block scales laid out as 16-lane vectors beside them. Any
- * number of tokens then run against the packed rows: per 4 weights one dpbusd of that vector
- * with the token's 4 activation bytes broadcast (64 multiply-adds), per sub-block one integer
- * multiply by the 16 rows' scales, and per super-block the float steps for 16 outputs at once.
- * The packing is paid once per row block and matmul, not per token.
+ * scales (and the K-quants' sub-block scales and mins) laid out as 16-lane vectors beside
+ * them. Any number of tokens then run against the packed rows: per 4 weights one dpbusd of
+ * that vector with the token's 4 activation bytes broadcast (64 multiply-adds); for the
+ * K-quants one integer multiply per sub-block by the 16 rows' scales; and the float steps for
+ * 16 outputs at once per super-block or block. The packing is paid once per row block and
+ * matmul, not per token.
  *
- * Each output is bit for bit the type's dot: the integer sums s1 and s2 of a super-block are
- * exact whatever the order, and the float steps are simd.h's (the reference's), done per lane
- * in the same order. Tested against the dots in test_kernels.
+ * Each output is bit for bit the type's dot: the integer sums of a (super-)block are exact
+ * whatever the order, and the float steps are those of the dots (simd.h's for the K-quants,
+ * dot_avx2.c's for Q8_0), done per lane in the same order. Tested against the dots in
+ * test_kernels.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
 #include "kernels/cpu/simd.h"
@@ -267,17 +269,92 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
+/* Q8_0. One packed block of GEMM_ROWS rows: the weights offset by 128 to unsigned bytes
+ * (group g of 4 at g * 64), then d as floats per row. The offset comes back out exactly
+ * through the activations' sums: an accumulator starts at -128 times the block's sum. */
+enum {
+    Q8_0_WEIGHTS = 0,
+    Q8_0_D = Q8_0_WEIGHTS + 8 * 64,
+    Q8_0_PACKED = Q8_0_D + 16 * 4,
+};
+
+static size_t packed_bytes_q8_0(int64_t n)
+{
+    return (size_t)(n / QK) * Q8_0_PACKED;
+}
+
+static void pack_q8_0(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    const __m256i k80 = _mm256_set1_epi8((char)0x80);
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i += 2) {
+        bool pair = i + 1 < nb; /* an odd last block packs alone */
+        __m512i z[16];
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const struct block_q8_0 *x = (const struct block_q8_0 *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            __m256i b0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[0].qs), k80);
+            __m256i b1 = pair ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[1].qs), k80)
+                              : _mm256_setzero_si256();
+            z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+            for (int k = 0; k < 1 + pair; k++)
+                ((float *)((uint8_t *)packed + (size_t)(i + k) * Q8_0_PACKED + Q8_0_D))[r] = _cvtsh_ss(x[k].d);
+        }
+        transpose16_epi32(z);
+        /* z[c]: block i + c / 8, group c % 8 */
+        for (int c = 0; c < 8 * (1 + pair); c++)
+            _mm512_store_si512((__m512i *)((uint8_t *)packed + (size_t)(i + c / 8) * Q8_0_PACKED +
+                                           Q8_0_WEIGHTS + (size_t)(c % 8) * 64),
+                               z[c]);
+    }
+}
+
+/* nt (<= 8) tokens against packed Q8_0 rows, in dot_avx2.c's steps: eight partial sums per
+ * output by block index (kept in memory: 8 x 16 floats per token), then hsum_ps's order of
+ * adding them, ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)). */
+static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed,
+                                                                  const struct block_q8a *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
+{
+    __m512 part[8][8];
+    for (int t = 0; t < nt; t++)
+        for (int k = 0; k < 8; k++) part[t][k] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        const uint8_t *src = packed + (size_t)i * Q8_0_PACKED;
+        __m512i sum[8];
+        for (int t = 0; t < nt; t++) sum[t] = _mm512_set1_epi32(-128 * y[t][i].sum);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i wv = _mm512_load_si512((const __m512i *)(src + Q8_0_WEIGHTS + (size_t)g * 64));
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++)
+                sum[t] = _mm512_dpbusd_epi32(sum[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * g)));
+        }
+        __m512 d = _mm512_load_ps((const float *)(src + Q8_0_D));
+        for (int t = 0; t < nt; t++) {
+            __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d));
+            part[t][i % 8] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum[t]), part[t][i % 8]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        __m512 *p = part[t];
+        __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[0], p[4]), _mm512_add_ps(p[2], p[6])),
+                                 _mm512_add_ps(_mm512_add_ps(p[1], p[5]), _mm512_add_ps(p[3], p[7])));
+        _mm512_storeu_ps(out + (size_t)t * out_stride, r);
+    }
+}
+
 /* Tokens 8 at a time (the last group smaller), each count its own instance so that the
  * accumulators stay in registers. */
-#define RUN_TOKEN_GROUPS(name, tokens_fn)                                                          \
+#define RUN_TOKEN_GROUPS(name, tokens_fn, block)                                                        \
     static void name(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,      \
                      float *out, size_t out_stride)                                               \
     {                                                                                              \
         for (int t0 = 0; t0 < n_tok; t0 += 8) {                                                    \
-            const struct block_q8_k *y[8];                                                         \
+            const struct block *y[8];                                                              \
             int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;                                              \
             for (int t = 0; t < nt; t++)                                                           \
-                y[t] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)(t0 + t) * stride);\
+                y[t] = (const struct block *)((const uint8_t *)a + (size_t)(t0 + t) * stride);     \
             float *o = out + (size_t)t0 * out_stride;                                              \
             switch (nt) {                                                                          \
             case 1: tokens_fn(packed, y, 1, n, o, out_stride); break;                              \
@@ -292,15 +369,18 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
         }                                                                                          \
     }
 
-RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens)
-RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens)
+RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
 
 static const struct row_gemm gemm_q4_k = {packed_bytes_q45_k, pack_q4_k, run_q45_k};
 static const struct row_gemm gemm_q5_k = {packed_bytes_q45_k, pack_q5_k, run_q45_k};
 static const struct row_gemm gemm_q6_k = {packed_bytes_q6_k, pack_q6_k, run_q6_k};
+static const struct row_gemm gemm_q8_0 = {packed_bytes_q8_0, pack_q8_0, run_q8_0};
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k,
     [DTYPE_Q5_K] = &gemm_q5_k,
     [DTYPE_Q6_K] = &gemm_q6_k,
+    [DTYPE_Q8_0] = &gemm_q8_0,
 };
