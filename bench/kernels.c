@@ -73,27 +73,39 @@ static void bench_type(enum dtype t)
         act_encode(k->act, act + (size_t)c * act_bytes, x, N);
     }
 
-    int gemv_rows = (int)((96u << 20) / row_bytes);
+    int gemv_rows = (int)((96u << 20) / row_bytes) / GEMM_ROWS * GEMM_ROWS;
     char *w = quantized_rows(t, gemv_rows, row_bytes);
+    /* as matmul decodes: from the rows repacked at load where the type has that form */
+    bool repacked = k->gemm && k->gemm->repack;
+    size_t block_bytes = repacked ? k->gemm->repacked_bytes(N) : 0;
+    char *rp = repacked ? aligned_alloc(64, block_bytes * (size_t)(gemv_rows / GEMM_ROWS)) : NULL;
+    for (int b = 0; repacked && b < gemv_rows / GEMM_ROWS; b++)
+        k->gemm->repack(rp + (size_t)b * block_bytes, w + (size_t)b * GEMM_ROWS * row_bytes, row_bytes, N);
     double runs[RUNS];
-    for (int run = 0; run < RUNS; run++) {
-        double t0 = clock_seconds();
-        float s = 0;
-        for (int r = 0; r < gemv_rows; r++) s += k->dot(w + (size_t)r * row_bytes, act, N);
-        runs[run] = clock_seconds() - t0;
-        sink += s;
+    /* gemv over rows 0 .. gemv_rows - 1, taken modulo `span` rows (all of them: from memory;
+     * 512 KiB of them: from L2, the kernel's own speed) */
+    int hot_rows = (int)((512u << 10) / row_bytes) / GEMM_ROWS * GEMM_ROWS;
+    double gemv = 0, hot = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int span = pass == 0 ? gemv_rows : hot_rows;
+        for (int run = 0; run < RUNS; run++) {
+            double t0 = clock_seconds();
+            float s = 0, res[GEMM_ROWS];
+            if (repacked) {
+                for (int r = 0; r < gemv_rows; r += GEMM_ROWS) {
+                    k->gemm->run_repacked(rp + (size_t)((r % span) / GEMM_ROWS) * block_bytes, act,
+                                          act_bytes, 1, N, res, GEMM_ROWS);
+                    s += res[0];
+                }
+            } else {
+                for (int r = 0; r < gemv_rows; r++) s += k->dot(w + (size_t)(r % span) * row_bytes, act, N);
+            }
+            runs[run] = clock_seconds() - t0;
+            sink += s;
+        }
+        *(pass == 0 ? &gemv : &hot) = best_seconds(runs);
     }
-    double gemv = best_seconds(runs);
-    /* the same rows again and again from L2: the kernel's own speed, without memory */
-    int hot_rows = (int)((512u << 10) / row_bytes);
-    for (int run = 0; run < RUNS; run++) {
-        double t0 = clock_seconds();
-        float s = 0;
-        for (int r = 0; r < gemv_rows; r++) s += k->dot(w + (size_t)(r % hot_rows) * row_bytes, act, N);
-        runs[run] = clock_seconds() - t0;
-        sink += s;
-    }
-    double hot = best_seconds(runs);
+    free(rp);
     free(w);
 
     w = quantized_rows(t, TILE_M, row_bytes);

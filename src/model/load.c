@@ -204,7 +204,7 @@ static kiln_status bind(struct binder *b, struct weight *w, const char *name, in
                          "multiply", b->g->path, name, dtype_get(t->type)->name);
     uint64_t row_bytes = 0;
     dtype_row_bytes(t->type, (uint64_t)cols, &row_bytes);
-    *w = (struct weight){t->data, t->type, rows * n_mat, cols, (size_t)row_bytes, k};
+    *w = (struct weight){t->data, t->type, rows * n_mat, cols, (size_t)row_bytes, k, NULL};
     return KILN_OK;
 }
 
@@ -418,6 +418,7 @@ bound:
         st = kiln_fail(err, KILN_ENOMEM, "cannot start worker threads");
         goto fail;
     }
+    if ((st = model_repack(m, g->mapped, err)) != KILN_OK) goto fail;
     const struct gguf_value *ft = gguf_get(g, "general.file_type");
     int64_t ftype = -1;
     gguf_value_int(ft, &ftype);
@@ -427,6 +428,8 @@ bound:
     m->gguf = g;
     return KILN_OK;
 fail:
+    if (m->pool) pool_free(m->pool);
+    free(m->repacked);
     free(m->norms);
     free(m->layers);
     free(m->rope_theta);
@@ -437,6 +440,7 @@ fail:
 void model_unload(struct model *m)
 {
     if (m->pool) pool_free(m->pool);
+    free(m->repacked);
     free(m->norms);
     free(m->layers);
     free(m->rope_theta);

@@ -51,6 +51,9 @@ struct weight {
     int64_t rows, cols;
     size_t row_bytes;
     const struct dot_kernel *kern;
+    /* rows 0 .. rows / GEMM_ROWS * GEMM_ROWS - 1 in kern->gemm's repacked form (blocks of
+     * repacked_bytes(cols)), which matmul uses instead of data; or NULL (model_repack) */
+    const uint8_t *packed;
 };
 
 struct layer {
@@ -87,6 +90,7 @@ struct model {
     float *embd_norm, *embd_norm_b; /* [n_embd], encoders */
     float *norms;           /* one allocation holding every norm vector above */
     struct pool *pool;
+    uint8_t *repacked;      /* one allocation holding every weight's packed form, or NULL */
     char desc[96];
 };
 
@@ -95,6 +99,10 @@ struct model {
  * key or tensor or a wrong shape (named). Takes ownership of g only on success. */
 kiln_status model_load(struct model *m, struct gguf_file *g, int n_threads, struct kiln_err *err);
 void model_unload(struct model *m);
+/* Repacks the matmul weights whose kernels have a repacked form (src/model/repack.c), on the
+ * model's pool; mapped: the file is mapped, so wholly repacked weights' pages go back to the
+ * page cache. Fails only for memory. */
+kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err);
 
 /* The model inside a public kiln_model (defined in src/api/kiln.c), for the engine. */
 const struct model *kiln_model_internal(const kiln_model *km);

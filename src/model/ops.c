@@ -87,6 +87,22 @@ static void matmul_row_gemm(const struct matmul_job *j, int ith, int nth, uint8_
         dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
 }
 
+/* Rows repacked at load (model_repack): each thread takes whole blocks of GEMM_ROWS rows and
+ * runs every token, one or many, from the repacked form; the rows past the last whole block
+ * go by dotn, shared out one by one. */
+static void matmul_repacked(const struct matmul_job *j, int ith, int nth)
+{
+    const struct weight *w = j->w;
+    const struct row_gemm *gemm = w->kern->gemm;
+    size_t block_bytes = gemm->repacked_bytes(w->cols);
+    int64_t blocks = w->rows / GEMM_ROWS;
+    for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++)
+        gemm->run_repacked(w->packed + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok,
+                           w->cols, j->out + b * GEMM_ROWS, (size_t)w->rows);
+    for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth)
+        dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
+}
+
 static void matmul_worker(void *ctx, int ith, int nth)
 {
     const struct matmul_job *j = ctx;
@@ -94,6 +110,10 @@ static void matmul_worker(void *ctx, int ith, int nth)
     /* this thread's scratch after the encoded activations (see matmul_scratch_bytes) */
     uint8_t *scratch = (uint8_t *)j->act + (size_t)j->n_tok * j->act_bytes +
                        (size_t)ith * WIDE_TILE * (size_t)w->cols * sizeof(float);
+    if (w->packed) {
+        matmul_repacked(j, ith, nth);
+        return;
+    }
     if (w->kern->gemm && j->n_tok >= GEMM_MIN_TOKENS) {
         matmul_row_gemm(j, ith, nth, scratch);
         return;

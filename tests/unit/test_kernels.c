@@ -298,7 +298,8 @@ static void test_quant_tiles_equal_single_dots(void)
 }
 
 /* The row GEMMs (packed row blocks, one lane per row) give, for every (row, token), exactly
- * the single-token dot, for every token count (each count runs its own instance). */
+ * the single-token dot, for every token count (each count runs its own instance), from the
+ * packed scratch and from the form repacked at load. */
 static void test_row_gemms_equal_single_dots(void)
 {
     /* 11 super-blocks, 88 blocks of 32, and 87 (an odd last block packs alone); 8 + 8 + 3 */
@@ -322,20 +323,29 @@ static void test_row_gemms_equal_single_dots(void)
                 for (int64_t i = 0; i < n; i++) x[i] = next_f() * (i % 7 == 0 ? 8.f : 1.f) - 0.5f;
                 act_encode(kern->act, a[c], x, n);
             }
-            kern->gemm->pack(packed, w[0], sizeof w[0], n);
+            /* the packed scratch, then (for types that have it) the form repacked at load */
+            for (int form = 0; form < 1 + (kern->gemm->repack != NULL); form++) {
+            if (form == 0) {
+                kern->gemm->pack(packed, w[0], sizeof w[0], n);
+            } else {
+                CHECK(kern->gemm->repacked_bytes(n) <= sizeof packed, "%s: repacked size", dtype_get(t)->name);
+                kern->gemm->repack(packed, w[0], sizeof w[0], n);
+            }
+            row_gemm_run_fn run = form == 0 ? kern->gemm->run : kern->gemm->run_repacked;
             for (int n_tok = 1; n_tok <= TOKENS; n_tok++) {
                 memset(out, 0xff, sizeof out);
-                kern->gemm->run(packed, a[0], sizeof a[0], n_tok, n, out[0], GEMM_ROWS + 3);
+                run(packed, a[0], sizeof a[0], n_tok, n, out[0], GEMM_ROWS + 3);
                 for (int c = 0; c < n_tok; c++)
                     for (int r = 0; r < GEMM_ROWS; r++) {
                         float single = kern->dot(w[r], a[c], n);
                         CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
-                              "%s n=%lld, %d tokens: row %d token %d: %.9g vs %.9g",
-                              dtype_get(t)->name, (long long)n, n_tok, r, c, out[c][r], single);
+                              "%s n=%lld form %d, %d tokens: row %d token %d: %.9g vs %.9g",
+                              dtype_get(t)->name, (long long)n, form, n_tok, r, c, out[c][r], single);
                     }
                 /* nothing written past the 16 rows */
                 for (int c = 0; c < n_tok; c++)
                     CHECK(isnan(out[c][GEMM_ROWS]), "%s: wrote past the row block", dtype_get(t)->name);
+            }
             }
         }
         checked++;

@@ -51,13 +51,20 @@ typedef void (*dot_qtile_fn)(const void *const *w, const void *a, size_t stride,
 /* Quantized rows for batches, one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows
  * are packed once (pack writes packed_bytes(n) <= 24 * n bytes, 64-byte aligned, from rows
  * w, w + row_bytes, ...), then run against n_tok activation rows at a, a + stride, ...:
- * out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot. */
+ * out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot.
+ * Types with a repacked form (repack non-NULL) can instead be repacked once at load
+ * (repacked_bytes(n) per GEMM_ROWS rows, 64-byte aligned, about the rows' own size) and run
+ * from there for any n_tok, decoding included, with the same results. */
 #define GEMM_ROWS 16
+typedef void (*row_gemm_run_fn)(const void *packed, const void *a, size_t stride, int n_tok,
+                                int64_t n, float *out, size_t out_stride);
 struct row_gemm {
     size_t (*packed_bytes)(int64_t n);
     void (*pack)(void *packed, const void *w, size_t row_bytes, int64_t n);
-    void (*run)(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
-                float *out, size_t out_stride);
+    row_gemm_run_fn run;
+    size_t (*repacked_bytes)(int64_t n);
+    void (*repack)(void *packed, const void *w, size_t row_bytes, int64_t n);
+    row_gemm_run_fn run_repacked;
 };
 
 struct dot_kernel {

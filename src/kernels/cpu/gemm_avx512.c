@@ -170,6 +170,106 @@ static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
+/* Q4_K rows repacked once at load (matmul's weights), GEMM_ROWS at a time: per super-block
+ * the 4-bit weights as stored but transposed by 4 bytes (vector 8p + g holds bytes
+ * 32p + 4g .. 32p + 4g + 3 of all 16 rows: the low nibbles are sub-block 2p's values
+ * 4g .. 4g + 3, the high ones sub-block 2p + 1's), the 6-bit scales and mins unpacked to a
+ * byte per row and sub-block, and d and dmin as stored. 2368 bytes for 16 rows, 2.8 % more
+ * than the rows themselves, so decoding streams about as many bytes, and every token (one
+ * while decoding, or a batch) runs as run_q45_k does, 16 rows per lane-parallel step. */
+enum {
+    Q4K_R_WEIGHTS = 0,
+    Q4K_R_SCALES = Q4K_R_WEIGHTS + 32 * 64,
+    Q4K_R_MINS = Q4K_R_SCALES + 8 * 16,
+    Q4K_R_D = Q4K_R_MINS + 8 * 16,
+    Q4K_R_DMIN = Q4K_R_D + 16 * 2,
+    Q4K_R_BYTES = Q4K_R_DMIN + 16 * 2,
+};
+_Static_assert(Q4K_R_BYTES % 64 == 0, "each super-block's vectors stay 64-byte aligned");
+
+static size_t repacked_bytes_q4_k(int64_t n)
+{
+    return (size_t)(n / QK_K) * Q4K_R_BYTES;
+}
+
+static void repack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t *dst = (uint8_t *)packed + (size_t)i * Q4K_R_BYTES;
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const struct block_q4_k *x = (const struct block_q4_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            uint8_t sc[8], mn[8];
+            k4_unpack_scales(x->scales, sc, mn);
+            for (int j = 0; j < 8; j++) {
+                dst[Q4K_R_SCALES + 16 * j + r] = sc[j];
+                dst[Q4K_R_MINS + 16 * j + r] = mn[j];
+            }
+            memcpy(dst + Q4K_R_D + 2 * r, &x->d, 2);
+            memcpy(dst + Q4K_R_DMIN + 2 * r, &x->dmin, 2);
+        }
+        for (int q = 0; q < 2; q++) { /* bytes 64q .. 64q + 63: sub-block pairs 2q, 2q + 1 */
+            __m512i z[16];
+            for (int r = 0; r < GEMM_ROWS; r++) {
+                const struct block_q4_k *x = (const struct block_q4_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+                z[r] = _mm512_loadu_si512((const void *)(x->qs + 64 * q));
+            }
+            transpose16_epi32(z);
+            for (int c = 0; c < 16; c++)
+                _mm512_store_si512((__m512i *)(dst + Q4K_R_WEIGHTS + (size_t)(16 * q + c) * 64), z[c]);
+        }
+    }
+}
+
+/* nt (<= 8) tokens against repacked Q4_K rows: run_q45_k_tokens' sums and steps, with the
+ * nibbles and scales unpacked here (each sub-block's nibbles in a pass of their own, which
+ * keeps the accumulators of 8 tokens in registers). */
+static inline __attribute__((always_inline)) void run_q4_k_repacked_tokens(const uint8_t *packed,
+                                                                           const struct block_q8_k *const *y,
+                                                                           const int nt, int64_t n,
+                                                                           float *out, size_t out_stride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[8];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *src = packed + (size_t)i * Q4K_R_BYTES;
+        __m512i s1[8], s2[8];
+        for (int t = 0; t < nt; t++) s1[t] = s2[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = src + Q4K_R_WEIGHTS + (size_t)(j / 2) * 8 * 64;
+            __m512i sub[8];
+            for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_load_si512((const __m512i *)(q + (size_t)g * 64));
+                __m512i wv = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++)
+                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 32 * j + 4 * g)));
+            }
+            __m512i scales = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + Q4K_R_SCALES + 16 * j)));
+            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            /* the mins as two equal int16, against two 16-value activation sums */
+            __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + Q4K_R_MINS + 16 * j)));
+            m = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+            for (int t = 0; t < nt; t++)
+                s2[t] = _mm512_dpwssd_epi32(s2[t], m, _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * j])));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q4K_R_D)));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q4K_R_DMIN)));
+        /* simd.h's steps: acc + a.d * (d * s1 - dmin * s2) */
+        for (int t = 0; t < nt; t++) {
+            __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1[t])),
+                                     _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(s2[t])));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d), r));
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
 /* Bytes of one packed super-block of GEMM_ROWS Q6_K rows: the weights as unsigned 0..63
  * (4-value group k at k * 64), the 16 sub-block scales as int32 per row, the same scales as
  * int16 pairs (sub-blocks 2i, 2i + 1, against two activation sums), and d as floats. */
@@ -370,13 +470,16 @@ static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t 
     }
 
 RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q4_k_repacked, run_q4_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
 
-static const struct row_gemm gemm_q4_k = {packed_bytes_q45_k, pack_q4_k, run_q45_k};
-static const struct row_gemm gemm_q5_k = {packed_bytes_q45_k, pack_q5_k, run_q45_k};
-static const struct row_gemm gemm_q6_k = {packed_bytes_q6_k, pack_q6_k, run_q6_k};
-static const struct row_gemm gemm_q8_0 = {packed_bytes_q8_0, pack_q8_0, run_q8_0};
+static const struct row_gemm gemm_q4_k = {
+    .packed_bytes = packed_bytes_q45_k, .pack = pack_q4_k, .run = run_q45_k,
+    .repacked_bytes = repacked_bytes_q4_k, .repack = repack_q4_k, .run_repacked = run_q4_k_repacked};
+static const struct row_gemm gemm_q5_k = {.packed_bytes = packed_bytes_q45_k, .pack = pack_q5_k, .run = run_q45_k};
+static const struct row_gemm gemm_q6_k = {.packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k};
+static const struct row_gemm gemm_q8_0 = {.packed_bytes = packed_bytes_q8_0, .pack = pack_q8_0, .run = run_q8_0};
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k,

@@ -1,0 +1,103 @@
+/* Repacks matmul weights at load into their row GEMM's repacked form (Q4_K with AVX-512:
+ * gemm_avx512.c), so that every matmul of them, decoding included, runs one lane per output
+ * row from a layout streamed about as fast as the rows themselves. Contract: model/model.h.
+ *
+ * The rows past the last whole block of GEMM_ROWS stay where they were (matmul takes them by
+ * dotn), as does every weight that also serves as a table of rows (the token embedding: a
+ * tied output matrix is repacked, the embedding it shares bytes with is not). Where the file
+ * is mapped, the pages of a weight now wholly repacked are given back to the page cache, so
+ * the process does not hold both copies. */
+#include "model/model.h"
+
+#include "base/log.h"
+#include "base/pool.h"
+#include "base/status.h"
+#include "kernels/cpu/dot.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The matmul weights of a model, for one pass over them. */
+static int matmul_weights(struct model *m, struct weight **out)
+{
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct layer *L = &m->layers[il];
+        struct weight *ws[] = {&L->wq,        &L->wk,        &L->wv,      &L->wo,
+                               &L->ffn_gate,  &L->ffn_up,    &L->ffn_down, &L->gate_exps,
+                               &L->up_exps,   &L->down_exps};
+        for (size_t k = 0; k < sizeof ws / sizeof *ws; k++)
+            if (out) out[n++] = ws[k];
+            else n++;
+    }
+    if (out) out[n] = &m->output;
+    return n + 1;
+}
+
+static bool repackable(const struct weight *w)
+{
+    return w->data && w->kern && w->kern->gemm && w->kern->gemm->repack && w->rows >= GEMM_ROWS;
+}
+
+struct repack_job {
+    const struct weight *w;
+    uint8_t *dst;
+    size_t block_bytes;
+};
+
+static void repack_worker(void *ctx, int ith, int nth)
+{
+    const struct repack_job *j = ctx;
+    int64_t blocks = j->w->rows / GEMM_ROWS;
+    for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++)
+        j->w->kern->gemm->repack(j->dst + (size_t)b * j->block_bytes,
+                                 j->w->data + (size_t)b * GEMM_ROWS * j->w->row_bytes,
+                                 j->w->row_bytes, j->w->cols);
+}
+
+/* Hands the whole pages inside a weight's bytes back to the mapped file's page cache. */
+static void release_pages(const struct weight *w)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) & ~(page - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
+{
+    int n = matmul_weights(m, NULL);
+    struct weight **ws = malloc((size_t)n * sizeof *ws);
+    if (!ws) return kiln_fail(err, KILN_ENOMEM, "out of memory repacking weights");
+    matmul_weights(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (repackable(ws[i]))
+            total += (size_t)(ws[i]->rows / GEMM_ROWS) * ws[i]->kern->gemm->repacked_bytes(ws[i]->cols);
+    if (total == 0) {
+        free(ws);
+        return KILN_OK;
+    }
+    uint8_t *arena = aligned_alloc(64, (total + 63) / 64 * 64);
+    if (!arena) {
+        free(ws);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory repacking %zu MiB of weights", total >> 20);
+    }
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        struct weight *w = ws[i];
+        if (!repackable(w)) continue;
+        struct repack_job job = {w, arena + used, w->kern->gemm->repacked_bytes(w->cols)};
+        pool_run(m->pool, repack_worker, &job);
+        w->packed = job.dst;
+        used += (size_t)(w->rows / GEMM_ROWS) * job.block_bytes;
+        bool shared = w->data == m->tok_embd.data; /* a tied output: its rows are the embedding */
+        if (mapped && !shared && w->rows % GEMM_ROWS == 0) release_pages(w);
+    }
+    free(ws);
+    m->repacked = arena;
+    log_debug("repacked %zu MiB of matmul weights for the row GEMMs", total >> 20);
+    return KILN_OK;
+}
