@@ -369,6 +369,143 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
+/* Q6_K rows repacked once at load, GEMM_ROWS at a time: per super-block ql and qh as stored
+ * but transposed by 4 bytes, the 16 scales as planes (scale g of the 16 rows in 16 bytes) and
+ * d as stored: the rows' own 210 bytes each, padded to 64-byte vectors. Value 128h + 32m + l
+ * (l < 32) is the low (m < 2) or high nibble of ql byte 64h + 32(m % 2) + l with bits 2m,
+ * 2m + 1 of qh byte 32h + l above it; so the group of 4 values l = 4e .. 4e + 3 of all four m
+ * comes from ql dwords 16h + e and 16h + 8 + e and qh dword 8h + e, which are stored together
+ * in that order, (h, e) after (h, e - 1): decoding reads them in one sequential stream (in
+ * two separate arrays, the hardware prefetcher kept up with a third of the rate). The group
+ * belongs to sub-block 8h + 2m + e / 4. */
+enum {
+    Q6K_R_Q = 0, /* (h, e) at (8h + e) * Q6K_R_GROUP: ql 16h + e, ql 16h + 8 + e, qh 8h + e */
+    Q6K_R_GROUP = 3 * 64,
+    Q6K_R_SCALES = Q6K_R_Q + 16 * Q6K_R_GROUP,
+    Q6K_R_D = Q6K_R_SCALES + 16 * 16,
+    Q6K_R_BYTES = (Q6K_R_D + 16 * 2 + 63) / 64 * 64,
+};
+
+static size_t repacked_bytes_q6_k(int64_t n)
+{
+    return (size_t)(n / QK_K) * Q6K_R_BYTES;
+}
+
+static void repack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t *dst = (uint8_t *)packed + (size_t)i * Q6K_R_BYTES;
+        memset(dst + Q6K_R_D, 0, Q6K_R_BYTES - Q6K_R_D);
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            for (int g = 0; g < 16; g++) dst[Q6K_R_SCALES + 16 * g + r] = (uint8_t)x->scales[g];
+            memcpy(dst + Q6K_R_D + 2 * r, &x->d, 2);
+        }
+        /* ql dwords 0-15 (h = 0), 16-31 (h = 1); qh dwords 0-15 */
+        for (int part = 0; part < 3; part++) {
+            __m512i z[16];
+            for (int r = 0; r < GEMM_ROWS; r++) {
+                const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+                z[r] = _mm512_loadu_si512((const void *)(part < 2 ? x->ql + 64 * part : x->qh));
+            }
+            transpose16_epi32(z);
+            for (int c = 0; c < 16; c++) {
+                /* ql dword 16 * part + c is (h = part, e = c % 8), first or second of its
+                 * group; qh dword c is (h = c / 8, e = c % 8), third */
+                int group = part < 2 ? 8 * part + c % 8 : c, slot = part < 2 ? c / 8 : 2;
+                _mm512_store_si512((__m512i *)(dst + Q6K_R_Q + (size_t)group * Q6K_R_GROUP + 64 * slot), z[c]);
+            }
+        }
+    }
+}
+
+/* The 6-bit values of group (h, m, e) for 16 rows: nibble | high bits << 4. */
+static inline __attribute__((always_inline)) __m512i q6_k_values(__m512i ql, __m512i qh, int m)
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    __m512i lo = m >= 2 ? _mm512_srli_epi16(ql, 4) : ql;
+    __m512i hi = m == 0 ? _mm512_slli_epi16(qh, 4) : m == 1 ? _mm512_slli_epi16(qh, 2)
+                 : m == 2 ? qh : _mm512_srli_epi16(qh, 2);
+    /* (lo & 0x0f) | (hi & 0x30) */
+    return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, bits45), low4, 0xec);
+}
+
+/* nt (<= 8) tokens against repacked Q6_K rows: run_q6_k_tokens' sums and steps. One token
+ * (decoding) takes each ql / qh vector once for its four values; batches take the values a
+ * sub-block pair at a time, which keeps 8 tokens' accumulators in registers. */
+static inline __attribute__((always_inline)) void run_q6_k_repacked_tokens(const uint8_t *packed,
+                                                                           const struct block_q8_k *const *y,
+                                                                           const int nt, int64_t n,
+                                                                           float *out, size_t out_stride)
+{
+    __m512 acc[8];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *src = packed + (size_t)i * Q6K_R_BYTES;
+        __m512i s1[8], s2[8];
+        for (int t = 0; t < nt; t++) s1[t] = s2[t] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            if (nt == 1) {
+                __m512i sub[8]; /* sub-block 8h + k */
+                for (int k = 0; k < 8; k++) sub[k] = _mm512_setzero_si512();
+                const uint8_t *a = (const uint8_t *)y[0][i].qs + 128 * h;
+#pragma GCC unroll 8
+                for (int e = 0; e < 8; e++) {
+                    const uint8_t *q = src + Q6K_R_Q + (size_t)(8 * h + e) * Q6K_R_GROUP;
+                    __m512i qa = _mm512_load_si512((const __m512i *)q);
+                    __m512i qb = _mm512_load_si512((const __m512i *)(q + 64));
+                    __m512i qh = _mm512_load_si512((const __m512i *)(q + 128));
+#pragma GCC unroll 4
+                    for (int m = 0; m < 4; m++) {
+                        int k = 2 * m + e / 4;
+                        sub[k] = _mm512_dpbusd_epi32(sub[k], q6_k_values(m % 2 ? qb : qa, qh, m),
+                                                     _mm512_set1_epi32((int)load_u32(a + 32 * m + 4 * e)));
+                    }
+                }
+                for (int k = 0; k < 8; k++) {
+                    __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + k))));
+                    s1[0] = _mm512_add_epi32(s1[0], _mm512_mullo_epi32(sub[k], sc));
+                }
+                continue;
+            }
+            for (int m = 0; m < 4; m++)
+                for (int half = 0; half < 2; half++) { /* sub-block 8h + 2m + half */
+                    __m512i sub[8];
+                    for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                    for (int e = 4 * half; e < 4 * half + 4; e++) {
+                        const uint8_t *q = src + Q6K_R_Q + (size_t)(8 * h + e) * Q6K_R_GROUP;
+                        __m512i ql = _mm512_load_si512((const __m512i *)(q + 64 * (m % 2)));
+                        __m512i qh = _mm512_load_si512((const __m512i *)(q + 128));
+                        __m512i v = q6_k_values(ql, qh, m);
+#pragma GCC unroll 8
+                        for (int t = 0; t < nt; t++)
+                            sub[t] = _mm512_dpbusd_epi32(sub[t], v, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 128 * h + 32 * m + 4 * e)));
+                    }
+                    __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + 2 * m + half))));
+                    for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], sc));
+                }
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) {
+            /* scales 2p and 2p + 1 as an int16 pair, against two 16-value activation sums */
+            __m512i lo = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p))));
+            __m512i hi = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p + 1))));
+            __m512i pair = _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(hi, 16));
+            for (int t = 0; t < nt; t++)
+                s2[t] = _mm512_dpwssd_epi32(s2[t], pair, _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * p])));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q6K_R_D)));
+        for (int t = 0; t < nt; t++) {
+            __m512i s = _mm512_sub_epi32(s1[t], _mm512_slli_epi32(s2[t], 5));
+            /* a.d * (d * s - 0 * 0): simd.h's steps without mins, where x - 0 is x */
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d),
+                                                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(s))));
+        }
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
 /* Q8_0. One packed block of GEMM_ROWS rows: the weights offset by 128 to unsigned bytes
  * (group g of 4 at g * 64), then d as floats per row. The offset comes back out exactly
  * through the activations' sums: an accumulator starts at -128 times the block's sum. */
@@ -472,13 +609,16 @@ static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t 
 RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q4_k_repacked, run_q4_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q6_k_repacked, run_q6_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
 
 static const struct row_gemm gemm_q4_k = {
     .packed_bytes = packed_bytes_q45_k, .pack = pack_q4_k, .run = run_q45_k,
     .repacked_bytes = repacked_bytes_q4_k, .repack = repack_q4_k, .run_repacked = run_q4_k_repacked};
 static const struct row_gemm gemm_q5_k = {.packed_bytes = packed_bytes_q45_k, .pack = pack_q5_k, .run = run_q45_k};
-static const struct row_gemm gemm_q6_k = {.packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k};
+static const struct row_gemm gemm_q6_k = {
+    .packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k,
+    .repacked_bytes = repacked_bytes_q6_k, .repack = repack_q6_k, .run_repacked = run_q6_k_repacked};
 static const struct row_gemm gemm_q8_0 = {.packed_bytes = packed_bytes_q8_0, .pack = pack_q8_0, .run = run_q8_0};
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
