@@ -1,0 +1,87 @@
+/* The threaded matmul (src/model/ops.c) gives every output exactly the single-token dot of
+ * its row, whichever way it takes the weight: repacked at load, packed per call for a row
+ * GEMM, tiles or multi-column dots; for token counts on both sides of the row GEMM's
+ * threshold and a row count that leaves rows past the last block of 16 (taken by dotn). */
+#include "check.h"
+
+#include "base/pool.h"
+#include "kernels/cpu/dot.h"
+#include "model/ops.h"
+#include "tensor/quant.h"
+
+#include <string.h>
+
+enum { ROWS = 3 * GEMM_ROWS + 5, COLS = 512, MAX_TOK = 9, THREADS = 2 };
+
+static struct pool *pool;
+/* matmul's scratch: the tokens' encoded rows, then each thread's widened or packed rows */
+static uint8_t act[(MAX_TOK + WIDE_TILE * THREADS) * COLS * sizeof(float)];
+static uint8_t data[ROWS * COLS * sizeof(float)];
+static _Alignas(64) uint8_t packed[ROWS * COLS * 2];
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static float next_f(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)(rng >> 40) / 8388608.0f - 1.0f;
+}
+
+/* Runs matmul on w for 1 .. MAX_TOK tokens and compares each output with the row's dot. */
+static void check_matmul(const struct weight *w)
+{
+    static float in[MAX_TOK * COLS], out[MAX_TOK * ROWS];
+    static uint8_t enc[COLS * sizeof(float)];
+    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+        for (int i = 0; i < n_tok * COLS; i++) in[i] = next_f() * (i % 5 == 0 ? 4.f : 1.f);
+        memset(out, 0xff, sizeof out);
+        matmul(pool, out, w, in, n_tok, act);
+        for (int t = 0; t < n_tok; t++) {
+            act_encode(w->kern->act, enc, in + (size_t)t * COLS, COLS);
+            for (int r = 0; r < ROWS; r++) {
+                float single = w->kern->dot(w->data + (size_t)r * w->row_bytes, enc, COLS);
+                float got = out[(size_t)t * ROWS + r];
+                CHECK(memcmp(&single, &got, sizeof got) == 0,
+                      "%s%s, %d tokens: row %d token %d: %.9g vs %.9g", dtype_get(w->type)->name,
+                      w->packed ? " repacked" : "", n_tok, r, t, got, single);
+            }
+        }
+    }
+}
+
+static void test_matmul_equals_row_dots(void)
+{
+    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0, DTYPE_Q4_0,
+                                DTYPE_Q4_1, DTYPE_F16,  DTYPE_F32};
+    static float x[COLS];
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        enum dtype t = types[k];
+        uint64_t row_bytes = 0;
+        CHECK(dtype_row_bytes(t, COLS, &row_bytes), "%s row size", dtype_get(t)->name);
+        for (int r = 0; r < ROWS; r++) {
+            for (int i = 0; i < COLS; i++) x[i] = next_f();
+            CHECK(quantize_row(t, data + (size_t)r * row_bytes, x, COLS), "quantize %s", dtype_get(t)->name);
+        }
+        struct weight w = {data, t, ROWS, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
+        check_matmul(&w);
+        const struct row_gemm *g = w.kern->gemm;
+        if (g && g->repack) { /* as model_repack leaves it: the whole blocks repacked */
+            size_t block = g->repacked_bytes(COLS);
+            CHECK(block * (ROWS / GEMM_ROWS) <= sizeof packed, "%s: repacked size", dtype_get(t)->name);
+            for (int b = 0; b < ROWS / GEMM_ROWS; b++)
+                g->repack(packed + (size_t)b * block, data + (size_t)b * GEMM_ROWS * row_bytes,
+                          (size_t)row_bytes, COLS);
+            w.packed = packed;
+            check_matmul(&w);
+        }
+    }
+}
+
+int main(void)
+{
+    pool = pool_new(THREADS);
+    if (!pool) return 1;
+    RUN(test_matmul_equals_row_dots);
+    pool_free(pool);
+    return check_summary();
+}
