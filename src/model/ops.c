@@ -114,7 +114,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
         matmul_repacked(j, ith, nth);
         return;
     }
-    if (w->kern->gemm && j->n_tok >= GEMM_MIN_TOKENS) {
+    if (w->kern->gemm && w->kern->gemm->pack && j->n_tok >= GEMM_MIN_TOKENS) {
         matmul_row_gemm(j, ith, nth, scratch);
         return;
     }
@@ -127,20 +127,6 @@ static void matmul_worker(void *ctx, int ith, int nth)
     }
     dot_fn dot = w->kern->dot;
     dotn_fn dotn = w->kern->dotn;
-    dot_qtile_fn qtile = w->kern->quant_tile;
-    if (qtile && j->n_tok >= QTILE_COLS) { /* tiles, then the edges by dotn */
-        int64_t r = r0;
-        for (; r + QTILE_ROWS <= r1; r += QTILE_ROWS) {
-            const void *rows[QTILE_ROWS];
-            for (int i = 0; i < QTILE_ROWS; i++) rows[i] = w->data + (size_t)(r + i) * w->row_bytes;
-            int t = 0;
-            for (; t + QTILE_COLS <= j->n_tok; t += QTILE_COLS)
-                qtile(rows, j->act + (size_t)t * j->act_bytes, j->act_bytes, w->cols,
-                      j->out + (size_t)t * (size_t)w->rows + (size_t)r, (size_t)w->rows);
-            for (int i = 0; i < QTILE_ROWS; i++) dotn_tokens(j, dotn, rows[i], r + i, t, j->n_tok);
-        }
-        r0 = r;
-    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->row_bytes;
         if (!dotn) {

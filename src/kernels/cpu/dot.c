@@ -78,16 +78,14 @@ static void resolve_kernels(void)
                 wide_dotn = widen ? ntables[isa][DTYPE_F32] : NULL;
             }
             kernels[isa][t] = (struct dot_kernel){act_for((enum dtype)t), fn, fnn, widen, wide_dotn,
-                                                  NULL, NULL, NULL, NULL};
+                                                  NULL, NULL, NULL};
             /* the rows form of the AVX2 dot goes only with that dot */
             if (isa >= ISA_AVX2 && fn == dot_table_avx2[t]) kernels[isa][t].rows = dot_rows_table_avx2[t];
             /* the AVX-512 float tile computes as the AVX2 F32 dot: only alongside it */
             bool float_type = t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
             if (isa == ISA_AVX512 && float_type && (t == DTYPE_F32 ? fnn != NULL : wide_dotn != NULL))
                 kernels[isa][t].float_tile = tile_f32_avx512;
-            /* the VNNI tiles compute as the AVX2 multi-column dots: only alongside them */
-            if (isa == ISA_AVX512 && fnn) kernels[isa][t].quant_tile = qtile_table_avx512[t];
-            /* the row GEMMs compute as their types' AVX2 and AVX-512 dots do (gemm_avx512.c) */
+            /* the row GEMMs compute as their types' dots at AVX-512 do (gemm_avx512.c) */
             if (isa == ISA_AVX512) kernels[isa][t].gemm = row_gemm_table_avx512[t];
         }
     }

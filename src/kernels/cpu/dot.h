@@ -42,17 +42,12 @@ typedef void (*widen_fn)(float *dst, const void *src, int64_t n);
 typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride, int64_t n,
                             float *out, size_t out_stride);
 
-/* The same for quantized rows (their encoded activations), QTILE_ROWS x QTILE_COLS. */
-#define QTILE_ROWS 4
-#define QTILE_COLS 4
-typedef void (*dot_qtile_fn)(const void *const *w, const void *a, size_t stride, int64_t n,
-                             float *out, size_t out_stride);
 
 /* Quantized rows for batches, one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows
- * are packed once (pack writes packed_bytes(n) <= 24 * n bytes, 64-byte aligned, from rows
- * w, w + row_bytes, ...), then run against n_tok activation rows at a, a + stride, ...:
- * out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot.
- * Types with a repacked form (repack non-NULL) can instead be repacked once at load
+ * are packed per matmul (pack, where non-NULL, writes packed_bytes(n) <= 24 * n bytes,
+ * 64-byte aligned, from rows w, w + row_bytes, ...), then run against n_tok activation rows
+ * at a, a + stride, ...: out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's
+ * dot. Types with a repacked form (repack non-NULL) can instead be repacked once at load
  * (repacked_bytes(n) per GEMM_ROWS rows, 64-byte aligned, about the rows' own size) and run
  * from there for any n_tok, decoding included, with the same results. */
 #define GEMM_ROWS 16
@@ -77,11 +72,10 @@ struct dot_kernel {
     dotn_fn widened_dotn;
     /* F32, F16, BF16 with AVX-512: full tiles of float rows (edges use widened_dotn / dotn) */
     dot_tile_fn float_tile;
-    /* Q4_0 / Q4_1 rows with AVX-512 VNNI: full tiles (edges use dotn) */
-    dot_qtile_fn quant_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
-    /* K-quant and Q8_0 rows with AVX-512 VNNI: batches by packed row blocks (edges: dotn) */
+    /* quantized rows with AVX-512 VNNI: batches (or every matmul, for weights repacked at
+     * load) by row blocks; the rows past the last block use dotn */
     const struct row_gemm *gemm;
 };
 
@@ -111,12 +105,11 @@ extern const dot_fn dot_table_avx512[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 extern const widen_fn widen_table_avx2[DTYPE_COUNT];
 extern const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT];
-/* AVX-512 has its own single-row dots only where they paid (Q4_K); a VNNI port of the Q4_0 /
- * Q4_1 / Q8_0 dots measured no faster than AVX2 (pp512 +2 %, tg128 -2 % on SmolLM2), so the
- * other types fall back to AVX2. Each computes exactly what the AVX2 dot of its type does. */
+/* AVX-512 has its own single-row dots where they paid (Q4_K: the same results as AVX2's) or
+ * where its row GEMMs need other steps than the AVX2 dot takes (Q4_0, Q4_1); the other types
+ * fall back to AVX2. */
 extern const dotn_fn dotn_table_avx512[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
-extern const dot_qtile_fn qtile_table_avx512[DTYPE_COUNT];
 extern const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT];
 
 #endif

@@ -15,20 +15,6 @@ static inline float half(f16_t h)
 }
 
 
-/* Sum of products of 32 signed bytes, as 8 int32 lanes. */
-static inline __m256i dot_i8(__m256i x, __m256i y)
-{
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sy = _mm256_sign_epi8(y, x);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-}
-
-/* Sum of products of 32 unsigned bytes x with signed bytes y, as 8 int32 lanes. */
-static inline __m256i dot_u8i8(__m256i x, __m256i y)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
-}
-
 /* 0x10 in byte j where bit j of the 32-bit qh is set, else 0. */
 static inline __m256i high_bits(const uint8_t *qh)
 {
@@ -134,61 +120,12 @@ COLUMN_DISPATCH(dotn_f32, dot_f32)
 
 /* The 32-element types with several activation rows: each weight block is loaded and
  * unpacked once and used for every column; each column's arithmetic is exactly what the
- * single-column dot does (it is this function with one column). */
-#define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
-
-/* Q8_0 in steps the batched row GEMM (gemm_avx512.c) repeats per lane: block b's exact
- * integer sum S_b (weights . activations) goes into one of eight partial sums by block index,
- * part[b % 8] = fma(half(w.d) * a.d, (float)S_b, part[b % 8]), which hsum_ps adds at the end.
- * A group of 8 blocks has its sums reduced together (sum8_epi32). (Q4_0 and Q4_1 keep a
- * fused multiply-add per lane and block, as the AVX-512 tiles do: in these steps their
- * decoding ran 15-30 % slower on rows of 512-576, as in SmolLM2, for 3x faster batches.) */
-static inline __attribute__((always_inline)) void dotn_q8_0_group(const struct block_q8_0 *x,
-                                                                  const void *a, size_t stride,
-                                                                  const int nc, int64_t i0,
-                                                                  const int m, __m256 *part)
-{
-    __m256i p[DOT_MAX_COLS][8];
-    float scale[DOT_MAX_COLS][8];
-    for (int k = 0; k < 8; k++) {
-        if (k >= m) {
-            for (int c = 0; c < nc; c++) p[c][k] = _mm256_setzero_si256(), scale[c][k] = 0;
-            continue;
-        }
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i0 + k].qs);
-        float dx = half(x[i0 + k].d);
-        for (int c = 0; c < nc; c++) {
-            const struct block_q8a *y = ACT_ROW(a, stride, c) + i0 + k;
-            p[c][k] = dot_i8(qx, _mm256_loadu_si256((const __m256i *)y->qs));
-            scale[c][k] = dx * y->d;
-        }
-    }
-    for (int c = 0; c < nc; c++) {
-        const float *f = scale[c];
-        __m256 s8 = _mm256_setr_ps(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
-        part[c] = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(sum8_epi32(p[c])), part[c]);
-    }
-}
-
+ * single-column dot does (it is this function with one column). Q8_0 takes simd.h's block
+ * steps (q32_dots), which its row GEMM repeats; Q4_0 and Q4_1 keep a fused multiply-add per
+ * lane and block here (their AVX-512 dots take the block steps: dot_avx512.c). */
 static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
 {
-    const struct block_q8_0 *x = w;
-    __m256 part[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) part[c] = _mm256_setzero_ps();
-    int64_t nb = n / QK, i0 = 0;
-    for (; i0 + 8 <= nb; i0 += 8) dotn_q8_0_group(x, a, stride, nc, i0, 8, part);
-    /* the last group's size as a constant too: rows of 576 (18 blocks) end with 2 */
-    switch (nb - i0) {
-    case 0: break;
-    case 1: dotn_q8_0_group(x, a, stride, nc, i0, 1, part); break;
-    case 2: dotn_q8_0_group(x, a, stride, nc, i0, 2, part); break;
-    case 3: dotn_q8_0_group(x, a, stride, nc, i0, 3, part); break;
-    case 4: dotn_q8_0_group(x, a, stride, nc, i0, 4, part); break;
-    case 5: dotn_q8_0_group(x, a, stride, nc, i0, 5, part); break;
-    case 6: dotn_q8_0_group(x, a, stride, nc, i0, 6, part); break;
-    default: dotn_q8_0_group(x, a, stride, nc, i0, 7, part); break;
-    }
-    for (int c = 0; c < nc; c++) out[c] = hsum_ps(part[c]);
+    q32_dots(w, a, stride, nc, n, out, DTYPE_Q8_0);
 }
 
 COLUMN_DISPATCH(dotn_q8_0, dot_q8_0)

@@ -581,6 +581,192 @@ static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t 
     }
 }
 
+/* Q8_0, Q4_0 and Q4_1 rows repacked once at load, GEMM_ROWS at a time, two blocks of 32 per
+ * unit: each block's weights transposed by 4 bytes (Q8_0 offset by 128 to unsigned bytes: 8
+ * vectors; Q4_0 / Q4_1 nibbles as stored: 4 vectors, the low nibbles values 4e .. 4e + 3 and
+ * the high ones 16 + 4e ..), then both blocks' d and Q4_1's m as stored. Exactly the rows'
+ * own bytes (34 / 18 / 20 per row and block), and 64-byte aligned per pair. Every token count
+ * runs the steps of the types' dots at this ISA (dot_avx2.c's Q8_0, dot_avx512.c's Q4_0 and
+ * Q4_1): eight partial sums per output by block index, added in hsum_ps's order, then Q4_1's
+ * offsets summed apart; the weights' offsets (128, 8) come back out through the activations'
+ * exact block sums. */
+static inline int q32_block_weight_bytes(enum dtype type)
+{
+    return type == DTYPE_Q8_0 ? 8 * 64 : 4 * 64;
+}
+
+static inline size_t q32_pair_bytes(enum dtype type)
+{
+    return (size_t)(2 * q32_block_weight_bytes(type) + (type == DTYPE_Q4_1 ? 128 : 64));
+}
+
+static inline __attribute__((always_inline)) size_t repacked_bytes_q32(int64_t n, enum dtype type)
+{
+    return (size_t)((n / QK + 1) / 2) * q32_pair_bytes(type);
+}
+
+static size_t repacked_bytes_q8_0(int64_t n)
+{
+    return repacked_bytes_q32(n, DTYPE_Q8_0);
+}
+
+static size_t repacked_bytes_q4_0(int64_t n)
+{
+    return repacked_bytes_q32(n, DTYPE_Q4_0);
+}
+
+static size_t repacked_bytes_q4_1(int64_t n)
+{
+    return repacked_bytes_q32(n, DTYPE_Q4_1);
+}
+
+/* Block i of a row: its weight bytes as the repacked form holds them (Q8_0's offset by 128),
+ * 32 (Q8_0) or 16 bytes in the low half; its d and m. */
+static inline __attribute__((always_inline)) __m256i q32_row_block(const void *row, int64_t i,
+                                                                   enum dtype type, f16_t *d, f16_t *m)
+{
+    if (type == DTYPE_Q8_0) {
+        const struct block_q8_0 *b = (const struct block_q8_0 *)row + i;
+        *d = b->d;
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+    }
+    if (type == DTYPE_Q4_0) {
+        const struct block_q4_0 *b = (const struct block_q4_0 *)row + i;
+        *d = b->d;
+        return _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    }
+    const struct block_q4_1 *b = (const struct block_q4_1 *)row + i;
+    *d = b->d;
+    *m = b->m;
+    return _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+}
+
+static inline __attribute__((always_inline)) void repack_q32(void *packed, const void *w,
+                                                             size_t row_bytes, int64_t n,
+                                                             enum dtype type)
+{
+    const int wb = q32_block_weight_bytes(type);
+    int64_t nb = n / QK;
+    for (int64_t i = 0; i < nb; i += 2) {
+        uint8_t *dst = (uint8_t *)packed + (size_t)(i / 2) * q32_pair_bytes(type);
+        f16_t *d = (f16_t *)(dst + 2 * wb), *m = d + 2 * GEMM_ROWS;
+        memset(dst, 0, q32_pair_bytes(type)); /* an odd last block leaves its pair half empty */
+        bool pair = i + 1 < nb;
+        __m512i z[16];
+        for (int r = 0; r < GEMM_ROWS; r++) {
+            const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
+            f16_t m0 = 0, m1 = 0;
+            __m256i b0 = q32_row_block(row, i, type, &d[r], &m0);
+            __m256i b1 = pair ? q32_row_block(row, i + 1, type, &d[GEMM_ROWS + r], &m1) : _mm256_setzero_si256();
+            if (type == DTYPE_Q4_1) m[r] = m0, m[GEMM_ROWS + r] = m1;
+            /* dwords 0-7 block i, 8-15 block i + 1 (the 4-bit types fill 0-3 and 8-11) */
+            z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+        }
+        transpose16_epi32(z);
+        /* z[c]: dword c of the 16 rows: block i + c / 8, group c % 8 (the 4-bit types use
+         * groups 0-3 of each block) */
+        for (int c = 0; c < 16; c++) {
+            int block = c / 8, g = c % 8;
+            if (type != DTYPE_Q8_0 && g >= 4) continue;
+            if (block == 1 && !pair) continue;
+            _mm512_store_si512((__m512i *)(dst + (size_t)block * wb + (size_t)g * 64), z[c]);
+        }
+    }
+}
+
+static void repack_q8_0(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    repack_q32(packed, w, row_bytes, n, DTYPE_Q8_0);
+}
+
+static void repack_q4_0(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    repack_q32(packed, w, row_bytes, n, DTYPE_Q4_0);
+}
+
+static void repack_q4_1(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    repack_q32(packed, w, row_bytes, n, DTYPE_Q4_1);
+}
+
+static inline __attribute__((always_inline)) void run_q32_repacked_tokens(const uint8_t *packed,
+                                                                          const struct block_q8a *const *y,
+                                                                          const int nt, int64_t n,
+                                                                          float *out, size_t out_stride,
+                                                                          enum dtype type)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const int wb = q32_block_weight_bytes(type);
+    const int offset = type == DTYPE_Q8_0 ? -128 : type == DTYPE_Q4_0 ? -8 : 0;
+    __m512 part[8][8], offs[8];
+    for (int t = 0; t < nt; t++) {
+        offs[t] = _mm512_setzero_ps();
+        for (int k = 0; k < 8; k++) part[t][k] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK; i++) {
+        const uint8_t *unit = packed + (size_t)(i / 2) * q32_pair_bytes(type);
+        const uint8_t *wq = unit + (size_t)(i % 2) * wb;
+        const f16_t *dh = (const f16_t *)(unit + 2 * wb) + (i % 2) * GEMM_ROWS;
+        __m512i sum[8];
+        for (int t = 0; t < nt; t++) sum[t] = _mm512_set1_epi32(offset * y[t][i].sum);
+        if (type == DTYPE_Q8_0) {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i wv = _mm512_load_si512((const __m512i *)(wq + (size_t)g * 64));
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++)
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * g)));
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int e = 0; e < 4; e++) {
+                __m512i v = _mm512_load_si512((const __m512i *)(wq + (size_t)e * 64));
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++) {
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], lo, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * e)));
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], hi, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 16 + 4 * e)));
+                }
+            }
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)dh));
+        for (int t = 0; t < nt; t++) {
+            __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d));
+            part[t][i % 8] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum[t]), part[t][i % 8]);
+        }
+        if (type == DTYPE_Q4_1) {
+            __m512 m = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(dh + 2 * GEMM_ROWS)));
+            for (int t = 0; t < nt; t++)
+                offs[t] = _mm512_add_ps(offs[t], _mm512_mul_ps(m, _mm512_set1_ps(y[t][i].sd)));
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        __m512 *p = part[t];
+        __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[0], p[4]), _mm512_add_ps(p[2], p[6])),
+                                 _mm512_add_ps(_mm512_add_ps(p[1], p[5]), _mm512_add_ps(p[3], p[7])));
+        if (type == DTYPE_Q4_1) r = _mm512_add_ps(r, offs[t]);
+        _mm512_storeu_ps(out + (size_t)t * out_stride, r);
+    }
+}
+
+static inline __attribute__((always_inline)) void run_q8_0_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+{
+    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q8_0);
+}
+
+static inline __attribute__((always_inline)) void run_q4_0_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+{
+    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_0);
+}
+
+static inline __attribute__((always_inline)) void run_q4_1_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+{
+    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_1);
+}
+
 /* Tokens 8 at a time (the last group smaller), each count its own instance so that the
  * accumulators stay in registers. */
 #define RUN_TOKEN_GROUPS(name, tokens_fn, block)                                                        \
@@ -611,6 +797,9 @@ RUN_TOKEN_GROUPS(run_q4_k_repacked, run_q4_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k_repacked, run_q6_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
+RUN_TOKEN_GROUPS(run_q8_0_repacked, run_q8_0_repacked_tokens, block_q8a)
+RUN_TOKEN_GROUPS(run_q4_0_repacked, run_q4_0_repacked_tokens, block_q8a)
+RUN_TOKEN_GROUPS(run_q4_1_repacked, run_q4_1_repacked_tokens, block_q8a)
 
 static const struct row_gemm gemm_q4_k = {
     .packed_bytes = packed_bytes_q45_k, .pack = pack_q4_k, .run = run_q45_k,
@@ -619,11 +808,21 @@ static const struct row_gemm gemm_q5_k = {.packed_bytes = packed_bytes_q45_k, .p
 static const struct row_gemm gemm_q6_k = {
     .packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k,
     .repacked_bytes = repacked_bytes_q6_k, .repack = repack_q6_k, .run_repacked = run_q6_k_repacked};
-static const struct row_gemm gemm_q8_0 = {.packed_bytes = packed_bytes_q8_0, .pack = pack_q8_0, .run = run_q8_0};
+static const struct row_gemm gemm_q8_0 = {
+    .packed_bytes = packed_bytes_q8_0, .pack = pack_q8_0, .run = run_q8_0,
+    .repacked_bytes = repacked_bytes_q8_0, .repack = repack_q8_0, .run_repacked = run_q8_0_repacked};
+/* Q4_0 / Q4_1 batch only from the repacked form: a weight not repacked (fewer than 16 rows,
+ * an expert's slice of a stack not cut at 16 rows) goes by dotn */
+static const struct row_gemm gemm_q4_0 = {
+    .repacked_bytes = repacked_bytes_q4_0, .repack = repack_q4_0, .run_repacked = run_q4_0_repacked};
+static const struct row_gemm gemm_q4_1 = {
+    .repacked_bytes = repacked_bytes_q4_1, .repack = repack_q4_1, .run_repacked = run_q4_1_repacked};
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k,
     [DTYPE_Q5_K] = &gemm_q5_k,
     [DTYPE_Q6_K] = &gemm_q6_k,
     [DTYPE_Q8_0] = &gemm_q8_0,
+    [DTYPE_Q4_0] = &gemm_q4_0,
+    [DTYPE_Q4_1] = &gemm_q4_1,
 };

@@ -61,6 +61,23 @@ static inline __m256i pick_epi16(int k)
     return _mm256_set1_epi16((short)(0x0100 * (2 * k + 1) + 2 * k));
 }
 
+/* Sum of products of 32 signed bytes, as 8 int32 lanes (no byte of x may be -128). */
+static inline __m256i dot_i8(__m256i x, __m256i y)
+{
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/* Sum of products of 32 unsigned bytes x with signed bytes y, as 8 int32 lanes. */
+static inline __m256i dot_u8i8(__m256i x, __m256i y)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+/* Activation row c of several stride bytes apart. */
+#define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
+
 /* Q6_K's 16 sub-block scales: sc16 holds them as int16 (vpmovsxbw of the 16 bytes). For half
  * h (sub-blocks 8h .. 8h + 7) the 8 scales in both 128-bit lanes; from that, for k = 0..3,
  * sub-block 8h + 2k's scale in the low lane and 8h + 2k + 1's in the high lane, as the dots
@@ -142,6 +159,89 @@ static inline __attribute__((always_inline)) void k45_finish_group(const void *w
         yd[k] = y[i].d;
     }
     k_finish8(acc, sum8_epi32(s), sum8_epi32(p), d, dmin, yd, m);
+}
+
+/* The block steps of the 32-element types where the row GEMMs batch them (Q8_0 on AVX2 and
+ * AVX-512, Q4_0 and Q4_1 on AVX-512): block b's exact integer sum S_b (weights . activations)
+ * goes into one of eight partial sums by block index,
+ *     part[b % 8] = fma(half(w.d) * a.d, (float)S_b, part[b % 8]),
+ * which hsum_ps adds at the end; Q4_1's offsets are summed apart, offs = offs + half(w.m) *
+ * a.sd block by block, and added last. A group of 8 blocks has its sums reduced together
+ * (sum8_epi32) and its scales gathered into a vector in registers. (Through memory, eight
+ * small stores then one wide load stall on store forwarding.) */
+static inline __attribute__((always_inline)) __m256i q32_weights(const void *w, int64_t i,
+                                                                 enum dtype type, float *dx,
+                                                                 float *mx)
+{
+    if (type == DTYPE_Q4_0) {
+        const struct block_q4_0 *b = (const struct block_q4_0 *)w + i;
+        *dx = _cvtsh_ss(b->d);
+        return _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
+    }
+    if (type == DTYPE_Q4_1) {
+        const struct block_q4_1 *b = (const struct block_q4_1 *)w + i;
+        *dx = _cvtsh_ss(b->d);
+        *mx = _cvtsh_ss(b->m);
+        return nibbles(b->qs);
+    }
+    const struct block_q8_0 *b = (const struct block_q8_0 *)w + i;
+    *dx = _cvtsh_ss(b->d);
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+/* Blocks i0 .. i0 + m - 1 (m <= 8, a constant) of a row against nc activation rows. */
+static inline __attribute__((always_inline)) void q32_group(const void *w, const void *a,
+                                                            size_t stride, const int nc,
+                                                            int64_t i0, const int m,
+                                                            enum dtype type, __m256 *part,
+                                                            float *offs)
+{
+    __m256i p[4][8];
+    float scale[4][8];
+    for (int k = 0; k < 8; k++) {
+        if (k >= m) {
+            for (int c = 0; c < nc; c++) p[c][k] = _mm256_setzero_si256(), scale[c][k] = 0;
+            continue;
+        }
+        float dx, mx = 0;
+        __m256i qx = q32_weights(w, i0 + k, type, &dx, &mx);
+        for (int c = 0; c < nc; c++) {
+            const struct block_q8a *y = ACT_ROW(a, stride, c) + i0 + k;
+            __m256i qy = _mm256_loadu_si256((const __m256i *)y->qs);
+            p[c][k] = type == DTYPE_Q4_1 ? dot_u8i8(qx, qy) : dot_i8(qx, qy);
+            scale[c][k] = dx * y->d;
+            if (type == DTYPE_Q4_1) offs[c] += mx * y->sd;
+        }
+    }
+    for (int c = 0; c < nc; c++) {
+        const float *f = scale[c];
+        __m256 s8 = _mm256_setr_ps(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+        part[c] = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(sum8_epi32(p[c])), part[c]);
+    }
+}
+
+/* A row against nc (<= 4) activation rows stride bytes apart: out[c]. */
+static inline __attribute__((always_inline)) void q32_dots(const void *w, const void *a,
+                                                           size_t stride, const int nc, int64_t n,
+                                                           float *out, enum dtype type)
+{
+    __m256 part[4];
+    float offs[4];
+    for (int c = 0; c < nc; c++) part[c] = _mm256_setzero_ps(), offs[c] = 0;
+    int64_t nb = n / QK, i0 = 0;
+    for (; i0 + 8 <= nb; i0 += 8) q32_group(w, a, stride, nc, i0, 8, type, part, offs);
+    /* the last group's size as a constant too: rows of 576 (18 blocks) end with 2 */
+    switch (nb - i0) {
+    case 0: break;
+    case 1: q32_group(w, a, stride, nc, i0, 1, type, part, offs); break;
+    case 2: q32_group(w, a, stride, nc, i0, 2, type, part, offs); break;
+    case 3: q32_group(w, a, stride, nc, i0, 3, type, part, offs); break;
+    case 4: q32_group(w, a, stride, nc, i0, 4, type, part, offs); break;
+    case 5: q32_group(w, a, stride, nc, i0, 5, type, part, offs); break;
+    case 6: q32_group(w, a, stride, nc, i0, 6, type, part, offs); break;
+    default: q32_group(w, a, stride, nc, i0, 7, type, part, offs); break;
+    }
+    for (int c = 0; c < nc; c++) out[c] = type == DTYPE_Q4_1 ? hsum_ps(part[c]) + offs[c] : hsum_ps(part[c]);
 }
 
 #endif
