@@ -170,96 +170,157 @@ static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-/* Q4_K rows repacked once at load (matmul's weights), GEMM_ROWS at a time: per super-block
- * the 4-bit weights as stored but transposed by 4 bytes (vector 8p + g holds bytes
- * 32p + 4g .. 32p + 4g + 3 of all 16 rows: the low nibbles are sub-block 2p's values
- * 4g .. 4g + 3, the high ones sub-block 2p + 1's), the 6-bit scales and mins unpacked to a
- * byte per row and sub-block, and d and dmin as stored. 2368 bytes for 16 rows, 2.8 % more
- * than the rows themselves, so decoding streams about as many bytes, and every token (one
- * while decoding, or a batch) runs as run_q45_k does, 16 rows per lane-parallel step. */
-enum {
-    Q4K_R_WEIGHTS = 0,
-    Q4K_R_SCALES = Q4K_R_WEIGHTS + 32 * 64,
-    Q4K_R_MINS = Q4K_R_SCALES + 8 * 16,
-    Q4K_R_D = Q4K_R_MINS + 8 * 16,
-    Q4K_R_DMIN = Q4K_R_D + 16 * 2,
-    Q4K_R_BYTES = Q4K_R_DMIN + 16 * 2,
-};
-_Static_assert(Q4K_R_BYTES % 64 == 0, "each super-block's vectors stay 64-byte aligned");
+/* Q4_K and Q5_K rows repacked once at load (matmul's weights), GEMM_ROWS at a time: per
+ * super-block the 4-bit weights as stored but transposed by 4 bytes (vector (p, g) holds
+ * bytes 32p + 4g .. 32p + 4g + 3 of all 16 rows: the low nibbles are sub-block 2p's values
+ * 4g .. 4g + 3, the high ones sub-block 2p + 1's), Q5_K's qh transposed the same way (vector
+ * g: qh bytes 4g .. 4g + 3, whose bit j is sub-block j's fifth bit) and stored between the
+ * (0, g) vectors, which decoding reads first, the 6-bit scales and mins unpacked to a byte
+ * per row and sub-block, and d and dmin as stored: 2368 / 2880 bytes for 16 rows, 2.8 % /
+ * 2.3 % more than the rows themselves, so decoding streams about as many bytes, in order.
+ * Every token count (one while decoding, or a batch) runs as run_q45_k does. */
+enum { K45_R_Q5_GROUP = 128 }; /* Q5_K's (0, g) vector and qh vector g, together */
+
+static inline size_t k45_r_weights_bytes(bool q5)
+{
+    return 32 * 64 + (q5 ? 8 * 64 : 0);
+}
+
+/* Offsets in a repacked super-block: weight vector (p, g), qh vector g (Q5_K), the rest. */
+static inline size_t k45_r_q(bool q5, int p, int g)
+{
+    if (!q5) return (size_t)(8 * p + g) * 64;
+    return p == 0 ? (size_t)g * K45_R_Q5_GROUP : 8 * K45_R_Q5_GROUP + (size_t)(8 * (p - 1) + g) * 64;
+}
+
+static inline size_t k45_r_qh(int g)
+{
+    return (size_t)g * K45_R_Q5_GROUP + 64;
+}
+
+static inline size_t k45_r_scales(bool q5)
+{
+    return k45_r_weights_bytes(q5);
+}
+
+static inline size_t k45_r_mins(bool q5)
+{
+    return k45_r_scales(q5) + 8 * 16;
+}
+
+static inline size_t k45_r_d(bool q5)
+{
+    return k45_r_mins(q5) + 8 * 16;
+}
+
+static inline size_t k45_r_bytes(bool q5)
+{
+    return k45_r_d(q5) + 2 * 16 * 2;
+}
 
 static size_t repacked_bytes_q4_k(int64_t n)
 {
-    return (size_t)(n / QK_K) * Q4K_R_BYTES;
+    return (size_t)(n / QK_K) * k45_r_bytes(false);
 }
 
-static void repack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+static size_t repacked_bytes_q5_k(int64_t n)
+{
+    return (size_t)(n / QK_K) * k45_r_bytes(true);
+}
+
+static inline __attribute__((always_inline)) void repack_q45_k(void *packed, const void *w,
+                                                               size_t row_bytes, int64_t n, bool q5)
 {
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t *dst = (uint8_t *)packed + (size_t)i * Q4K_R_BYTES;
+        uint8_t *dst = (uint8_t *)packed + (size_t)i * k45_r_bytes(q5);
         for (int r = 0; r < GEMM_ROWS; r++) {
-            const struct block_q4_k *x = (const struct block_q4_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
             uint8_t sc[8], mn[8];
-            k4_unpack_scales(x->scales, sc, mn);
+            k4_unpack_scales(K45_BLOCK(row, q5, i, scales), sc, mn);
             for (int j = 0; j < 8; j++) {
-                dst[Q4K_R_SCALES + 16 * j + r] = sc[j];
-                dst[Q4K_R_MINS + 16 * j + r] = mn[j];
+                dst[k45_r_scales(q5) + 16 * j + r] = sc[j];
+                dst[k45_r_mins(q5) + 16 * j + r] = mn[j];
             }
-            memcpy(dst + Q4K_R_D + 2 * r, &x->d, 2);
-            memcpy(dst + Q4K_R_DMIN + 2 * r, &x->dmin, 2);
+            f16_t d = K45_BLOCK(row, q5, i, d), dmin = K45_BLOCK(row, q5, i, dmin);
+            memcpy(dst + k45_r_d(q5) + 2 * r, &d, 2);
+            memcpy(dst + k45_r_d(q5) + 32 + 2 * r, &dmin, 2);
         }
-        for (int q = 0; q < 2; q++) { /* bytes 64q .. 64q + 63: sub-block pairs 2q, 2q + 1 */
+        /* qs bytes 64q .. 64q + 63: sub-block pairs 2q, 2q + 1; then (Q5_K) qh's 32 bytes */
+        for (int part = 0; part < 2 + q5; part++) {
             __m512i z[16];
             for (int r = 0; r < GEMM_ROWS; r++) {
-                const struct block_q4_k *x = (const struct block_q4_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
-                z[r] = _mm512_loadu_si512((const void *)(x->qs + 64 * q));
+                const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
+                z[r] = part < 2 ? _mm512_loadu_si512((const void *)(K45_BLOCK(row, q5, i, qs) + 64 * part))
+                                : _mm512_castsi256_si512(_mm256_loadu_si256(
+                                      (const __m256i *)((const struct block_q5_k *)row)[i].qh));
             }
             transpose16_epi32(z);
-            for (int c = 0; c < 16; c++)
-                _mm512_store_si512((__m512i *)(dst + Q4K_R_WEIGHTS + (size_t)(16 * q + c) * 64), z[c]);
+            for (int c = 0; c < (part < 2 ? 16 : 8); c++) {
+                size_t at = part < 2 ? k45_r_q(q5, 2 * part + c / 8, c % 8) : k45_r_qh(c);
+                _mm512_store_si512((__m512i *)(dst + at), z[c]);
+            }
         }
     }
 }
 
-/* nt (<= 8) tokens against repacked Q4_K rows: run_q45_k_tokens' sums and steps, with the
- * nibbles and scales unpacked here (each sub-block's nibbles in a pass of their own, which
- * keeps the accumulators of 8 tokens in registers). */
-static inline __attribute__((always_inline)) void run_q4_k_repacked_tokens(const uint8_t *packed,
-                                                                           const struct block_q8_k *const *y,
-                                                                           const int nt, int64_t n,
-                                                                           float *out, size_t out_stride)
+static void repack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    repack_q45_k(packed, w, row_bytes, n, false);
+}
+
+static void repack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n)
+{
+    repack_q45_k(packed, w, row_bytes, n, true);
+}
+
+/* nt (<= 8) tokens against repacked Q4_K / Q5_K rows: run_q45_k_tokens' sums and steps, with
+ * the nibbles, fifth bits and scales unpacked here (each sub-block's values in a pass of
+ * their own, which keeps the accumulators of 8 tokens in registers). */
+static inline __attribute__((always_inline)) void run_q45_k_repacked_tokens(const uint8_t *packed,
+                                                                            const struct block_q8_k *const *y,
+                                                                            const int nt, int64_t n,
+                                                                            float *out, size_t out_stride,
+                                                                            bool q5)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
     __m512 acc[8];
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *src = packed + (size_t)i * Q4K_R_BYTES;
+        const uint8_t *src = packed + (size_t)i * k45_r_bytes(q5);
         __m512i s1[8], s2[8];
         for (int t = 0; t < nt; t++) s1[t] = s2[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
-            const uint8_t *q = src + Q4K_R_WEIGHTS + (size_t)(j / 2) * 8 * 64;
             __m512i sub[8];
             for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) {
-                __m512i v = _mm512_load_si512((const __m512i *)(q + (size_t)g * 64));
-                __m512i wv = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+                __m512i v = _mm512_load_si512((const __m512i *)(src + k45_r_q(q5, j / 2, g)));
+                __m512i wv;
+                if (q5) { /* nibble | bit j of qh at bit 4 */
+                    __m512i h = _mm512_load_si512((const __m512i *)(src + k45_r_qh(g)));
+                    h = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
+                    wv = _mm512_ternarylogic_epi32(j % 2 ? _mm512_srli_epi16(v, 4) : v,
+                                                   _mm512_and_si512(h, bit4), m4, 0xec);
+                } else {
+                    wv = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+                }
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++)
                     sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 32 * j + 4 * g)));
             }
-            __m512i scales = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + Q4K_R_SCALES + 16 * j)));
+            __m512i scales = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + k45_r_scales(q5) + 16 * j)));
             for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             /* the mins as two equal int16, against two 16-value activation sums */
-            __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + Q4K_R_MINS + 16 * j)));
+            __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + k45_r_mins(q5) + 16 * j)));
             m = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
             for (int t = 0; t < nt; t++)
                 s2[t] = _mm512_dpwssd_epi32(s2[t], m, _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * j])));
         }
-        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q4K_R_D)));
-        __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q4K_R_DMIN)));
+        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + k45_r_d(q5))));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + k45_r_d(q5) + 32)));
         /* simd.h's steps: acc + a.d * (d * s1 - dmin * s2) */
         for (int t = 0; t < nt; t++) {
             __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1[t])),
@@ -268,6 +329,18 @@ static inline __attribute__((always_inline)) void run_q4_k_repacked_tokens(const
         }
     }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
+static inline __attribute__((always_inline)) void run_q4_k_repacked_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
+                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+{
+    run_q45_k_repacked_tokens(packed, y, nt, n, out, out_stride, false);
+}
+
+static inline __attribute__((always_inline)) void run_q5_k_repacked_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
+                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+{
+    run_q45_k_repacked_tokens(packed, y, nt, n, out, out_stride, true);
 }
 
 /* Bytes of one packed super-block of GEMM_ROWS Q6_K rows: the weights as unsigned 0..63
@@ -794,6 +867,7 @@ static inline __attribute__((always_inline)) void run_q4_1_repacked_tokens(const
 
 RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q4_k_repacked, run_q4_k_repacked_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q5_k_repacked, run_q5_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k_repacked, run_q6_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
@@ -804,7 +878,9 @@ RUN_TOKEN_GROUPS(run_q4_1_repacked, run_q4_1_repacked_tokens, block_q8a)
 static const struct row_gemm gemm_q4_k = {
     .packed_bytes = packed_bytes_q45_k, .pack = pack_q4_k, .run = run_q45_k,
     .repacked_bytes = repacked_bytes_q4_k, .repack = repack_q4_k, .run_repacked = run_q4_k_repacked};
-static const struct row_gemm gemm_q5_k = {.packed_bytes = packed_bytes_q45_k, .pack = pack_q5_k, .run = run_q45_k};
+static const struct row_gemm gemm_q5_k = {
+    .packed_bytes = packed_bytes_q45_k, .pack = pack_q5_k, .run = run_q45_k,
+    .repacked_bytes = repacked_bytes_q5_k, .repack = repack_q5_k, .run_repacked = run_q5_k_repacked};
 static const struct row_gemm gemm_q6_k = {
     .packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k,
     .repacked_bytes = repacked_bytes_q6_k, .repack = repack_q6_k, .run_repacked = run_q6_k_repacked};
