@@ -75,7 +75,7 @@ static void bench_type(enum dtype t)
     int gemv_rows = (int)((96u << 20) / row_bytes) / GEMM_ROWS * GEMM_ROWS;
     char *w = quantized_rows(t, gemv_rows, row_bytes);
     /* as matmul decodes: from the rows repacked at load where the type has that form */
-    bool repacked = k->gemm && k->gemm->repack;
+    bool repacked = k->gemm != NULL;
     size_t block_bytes = repacked ? k->gemm->repacked_bytes(N) : 0;
     char *rp = repacked ? aligned_alloc(64, block_bytes * (size_t)(gemv_rows / GEMM_ROWS)) : NULL;
     for (int b = 0; repacked && b < gemv_rows / GEMM_ROWS; b++)
@@ -92,8 +92,8 @@ static void bench_type(enum dtype t)
             float s = 0, res[GEMM_ROWS];
             if (repacked) {
                 for (int r = 0; r < gemv_rows; r += GEMM_ROWS) {
-                    k->gemm->run_repacked(rp + (size_t)((r % span) / GEMM_ROWS) * block_bytes, act,
-                                          act_bytes, 1, N, res, GEMM_ROWS);
+                    k->gemm->run(rp + (size_t)((r % span) / GEMM_ROWS) * block_bytes, act, act_bytes, 1,
+                                 N, res, GEMM_ROWS);
                     s += res[0];
                 }
             } else {
@@ -128,26 +128,16 @@ static void bench_type(enum dtype t)
         runs[run] = (clock_seconds() - t0) / 20 * TILE_T / float_cols;
         sink += out[0];
     }
-    /* as matmul runs a batch: from the form repacked at load where the type has one (packed
-     * here once, outside the timing, as loading does), else each block of rows packed per
-     * call, then all the tokens */
-    bool rep = k->gemm && k->gemm->repack;
-    size_t pb = !k->gemm ? 0 : rep ? k->gemm->repacked_bytes(N) : k->gemm->packed_bytes(N);
-    char *packed = k->gemm ? aligned_alloc(64, (pb * (rep ? TILE_M / GEMM_ROWS : 1) + 63) / 64 * 64) : NULL;
-    for (int r = 0; rep && r < TILE_M; r += GEMM_ROWS)
+    /* as matmul runs a batch: from the form repacked at load (here once, outside the timing) */
+    size_t pb = k->gemm ? k->gemm->repacked_bytes(N) : 0;
+    char *packed = k->gemm ? aligned_alloc(64, pb * (TILE_M / GEMM_ROWS)) : NULL;
+    for (int r = 0; k->gemm && r < TILE_M; r += GEMM_ROWS)
         k->gemm->repack(packed + (size_t)(r / GEMM_ROWS) * pb, w + (size_t)r * row_bytes, row_bytes, N);
     for (int run = 0; k->gemm && run < RUNS; run++) {
         double t0 = clock_seconds();
-        for (int rep_i = 0; rep_i < 20; rep_i++)
-            for (int r = 0; r < TILE_M; r += GEMM_ROWS) {
-                if (rep) {
-                    k->gemm->run_repacked(packed + (size_t)(r / GEMM_ROWS) * pb, act, act_bytes, TILE_T, N,
-                                          out + r, TILE_M);
-                } else {
-                    k->gemm->pack(packed, w + (size_t)r * row_bytes, row_bytes, N);
-                    k->gemm->run(packed, act, act_bytes, TILE_T, N, out + r, TILE_M);
-                }
-            }
+        for (int rep = 0; rep < 20; rep++)
+            for (int r = 0; r < TILE_M; r += GEMM_ROWS)
+                k->gemm->run(packed + (size_t)(r / GEMM_ROWS) * pb, act, act_bytes, TILE_T, N, out + r, TILE_M);
         runs[run] = (clock_seconds() - t0) / 20;
         sink += out[0];
     }
@@ -173,7 +163,7 @@ static void bench_type(enum dtype t)
            cpu_isa_name(cpu_best_isa()), gemv_rows / gemv / 1e6, gemv_rows * row_bytes / gemv / 1e9,
            gemv_rows / hot / 1e6,
            (double)TILE_M * TILE_T * N / tile / 1e9,
-           rep ? "row GEMM, repacked" : k->gemm ? "row GEMM" : k->float_tile ? (t == DTYPE_F32 ? "float tile" : "widened, float tile") : "dotn");
+           k->gemm ? "row GEMM, repacked" : k->float_tile ? (t == DTYPE_F32 ? "float tile" : "widened, float tile") : "dotn");
     free(packed);
     free(wide);
     free(out);

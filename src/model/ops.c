@@ -15,8 +15,6 @@ struct matmul_job {
 };
 
 enum { ROW_TILE = 4 };
-/* Fewer tokens than this go by dotn: packing a row block costs about what 2-3 tokens do. */
-enum { GEMM_MIN_TOKENS = 4 };
 
 /* Float rows (F32, or F16 / BF16 widened) for many tokens: the float activations of a long
  * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
@@ -69,24 +67,6 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
     }
 }
 
-/* K-quant rows with a row GEMM (AVX-512): each thread takes whole blocks of GEMM_ROWS rows,
- * packs a block once into its scratch and runs all the tokens against it; the rows past the
- * last whole block go by dotn, shared out one by one. */
-static void matmul_row_gemm(const struct matmul_job *j, int ith, int nth, uint8_t *scratch)
-{
-    const struct weight *w = j->w;
-    const struct row_gemm *gemm = w->kern->gemm;
-    void *packed = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    int64_t blocks = w->rows / GEMM_ROWS;
-    for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++) {
-        int64_t r = b * GEMM_ROWS;
-        gemm->pack(packed, w->data + (size_t)r * w->row_bytes, w->row_bytes, w->cols);
-        gemm->run(packed, j->act, j->act_bytes, j->n_tok, w->cols, j->out + r, (size_t)w->rows);
-    }
-    for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth)
-        dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
-}
-
 /* Rows repacked at load (model_repack): each thread takes whole blocks of GEMM_ROWS rows and
  * runs every token, one or many, from the repacked form; the rows past the last whole block
  * go by dotn, shared out one by one. */
@@ -97,8 +77,8 @@ static void matmul_repacked(const struct matmul_job *j, int ith, int nth)
     size_t block_bytes = gemm->repacked_bytes(w->cols);
     int64_t blocks = w->rows / GEMM_ROWS;
     for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++)
-        gemm->run_repacked(w->packed + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok,
-                           w->cols, j->out + b * GEMM_ROWS, (size_t)w->rows);
+        gemm->run(w->packed + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok, w->cols,
+                  j->out + b * GEMM_ROWS, (size_t)w->rows);
     for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth)
         dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
 }
@@ -107,22 +87,18 @@ static void matmul_worker(void *ctx, int ith, int nth)
 {
     const struct matmul_job *j = ctx;
     const struct weight *w = j->w;
-    /* this thread's scratch after the encoded activations (see matmul_scratch_bytes) */
-    uint8_t *scratch = (uint8_t *)j->act + (size_t)j->n_tok * j->act_bytes +
-                       (size_t)ith * WIDE_TILE * (size_t)w->cols * sizeof(float);
     if (w->packed) {
         matmul_repacked(j, ith, nth);
-        return;
-    }
-    if (w->kern->gemm && w->kern->gemm->pack && j->n_tok >= GEMM_MIN_TOKENS) {
-        matmul_row_gemm(j, ith, nth, scratch);
         return;
     }
     int64_t tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
     int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
     int64_t r0 = t0 * ROW_TILE, r1 = t1 * ROW_TILE < w->rows ? t1 * ROW_TILE : w->rows;
     if (j->n_tok > 1 && (w->kern->widen || (w->kern->act == ACT_F32 && w->kern->dotn))) {
-        matmul_float_rows(j, r0, r1, (float *)scratch);
+        /* this thread's scratch after the encoded activations (see matmul_scratch_bytes) */
+        float *scratch = (float *)(j->act + (size_t)j->n_tok * j->act_bytes) +
+                         (size_t)ith * WIDE_TILE * (size_t)w->cols;
+        matmul_float_rows(j, r0, r1, scratch);
         return;
     }
     dot_fn dot = w->kern->dot;
@@ -189,8 +165,7 @@ size_t matmul_scratch_bytes(const struct model *m, int n_batch)
     if (hp->n_ff > widest) widest = hp->n_ff;
     if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
     /* floats take more room than either encoding; the extra rows are each thread's widened
-     * F16 / BF16 weight rows, or its packed row block for a row GEMM (at most 24 bytes per
-     * column and 63 for alignment: less than WIDE_TILE floats per column) */
+     * F16 / BF16 weight rows */
     return ((size_t)n_batch + (size_t)WIDE_TILE * (size_t)pool_size(m->pool)) *
            act_row_bytes(ACT_F32, widest);
 }

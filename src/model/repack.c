@@ -1,6 +1,7 @@
-/* Repacks matmul weights at load into their row GEMM's repacked form (Q4_K with AVX-512:
- * gemm_avx512.c), so that every matmul of them, decoding included, runs one lane per output
- * row from a layout streamed about as fast as the rows themselves. Contract: model/model.h.
+/* Repacks matmul weights at load into their row GEMM's form (the quantized types with
+ * AVX-512: gemm_avx512.c), so that every matmul of them, decoding included, runs one lane per
+ * output row from a layout streamed about as fast as the rows themselves.
+ * Contract: model/model.h.
  *
  * The rows past the last whole block of GEMM_ROWS stay where they were (matmul takes them by
  * dotn), as does every weight that also serves as a table of rows (the token embedding: a
@@ -38,7 +39,7 @@ static int matmul_weights(struct model *m, struct weight **out)
 
 static bool repackable(const struct weight *w)
 {
-    return w->data && w->kern && w->kern->gemm && w->kern->gemm->repack && w->rows >= GEMM_ROWS;
+    return w->data && w->kern && w->kern->gemm && w->rows >= GEMM_ROWS;
 }
 
 struct repack_job {

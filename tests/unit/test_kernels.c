@@ -265,59 +265,45 @@ static void test_float_tile_equals_single_dots(void)
     CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d float tiles", checked);
 }
 
-/* The row GEMMs (packed row blocks, one lane per row) give, for every (row, token), exactly
- * the single-token dot, for every token count (each count runs its own instance), from the
- * packed scratch and from the form repacked at load. */
-enum { GEMM_N = 2816, GEMM_TOKENS = 19 }; /* 11 super-blocks / 88 blocks; 8 + 8 + 3 tokens */
-static uint8_t gemm_w[GEMM_ROWS][GEMM_N * 2], gemm_a[GEMM_TOKENS][GEMM_N * 2];
-static _Alignas(64) uint8_t gemm_packed[GEMM_N * 24];
-
-static void check_row_gemm_form(const struct dot_kernel *kern, enum dtype t, int64_t n, bool repacked)
-{
-    static float out[GEMM_TOKENS][GEMM_ROWS + 3];
-    const struct row_gemm *g = kern->gemm;
-    CHECK((repacked ? g->repacked_bytes(n) : g->packed_bytes(n)) <= sizeof gemm_packed,
-          "%s: packed size", dtype_get(t)->name);
-    (repacked ? g->repack : g->pack)(gemm_packed, gemm_w[0], sizeof gemm_w[0], n);
-    for (int n_tok = 1; n_tok <= GEMM_TOKENS; n_tok++) {
-        memset(out, 0xff, sizeof out);
-        (repacked ? g->run_repacked : g->run)(gemm_packed, gemm_a[0], sizeof gemm_a[0], n_tok, n,
-                                              out[0], GEMM_ROWS + 3);
-        for (int c = 0; c < n_tok; c++) {
-            for (int r = 0; r < GEMM_ROWS; r++) {
-                float single = kern->dot(gemm_w[r], gemm_a[c], n);
-                CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
-                      "%s n=%lld%s, %d tokens: row %d token %d: %.9g vs %.9g", dtype_get(t)->name,
-                      (long long)n, repacked ? " repacked" : "", n_tok, r, c, out[c][r], single);
-            }
-            CHECK(isnan(out[c][GEMM_ROWS]), "%s: wrote past the row block", dtype_get(t)->name);
-        }
-    }
-}
-
+/* The row GEMMs (row blocks repacked at load, one lane per row) give, for every (row,
+ * token), exactly the single-token dot, for every token count (each count runs its own
+ * instance). */
 static void test_row_gemms_equal_single_dots(void)
 {
-    static float x[GEMM_N];
+    /* 11 super-blocks, 88 blocks of 32 and 87 (an odd last block packs alone); 8 + 8 + 3 */
+    enum { N = 2816, TOKENS = 19 };
+    static uint8_t w[GEMM_ROWS][N * 2], a[TOKENS][N * 2];
+    static _Alignas(64) uint8_t packed[N * 24];
+    static float x[N], out[TOKENS][GEMM_ROWS + 3];
     int checked = 0;
     for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
         enum dtype t = weight_types[k];
         const struct dot_kernel *kern = dot_kernel_for(t);
         if (!kern || !kern->gemm) continue;
-        /* and 87 blocks of 32: an odd last block packs alone */
-        const int64_t lengths[] = {GEMM_N, GEMM_N - 32};
+        const int64_t lengths[] = {N, N - 32};
         for (int l = 0; l < 2; l++) {
             int64_t n = lengths[l];
             if (n % dtype_get(t)->block_elems) continue;
-            /* matmul's scratch holds 24 bytes per column for it (model/ops.c) */
-            CHECK(!kern->gemm->pack || kern->gemm->packed_bytes(n) <= 24 * (size_t)n,
-                  "%s: packed scratch", dtype_get(t)->name);
-            for (int r = 0; r < GEMM_ROWS; r++) random_row(t, gemm_w[r], n);
-            for (int c = 0; c < GEMM_TOKENS; c++) {
+            CHECK(kern->gemm->repacked_bytes(n) <= sizeof packed, "%s: repacked size", dtype_get(t)->name);
+            for (int r = 0; r < GEMM_ROWS; r++) random_row(t, w[r], n);
+            for (int c = 0; c < TOKENS; c++) {
                 for (int64_t i = 0; i < n; i++) x[i] = next_f() * (i % 7 == 0 ? 8.f : 1.f) - 0.5f;
-                act_encode(kern->act, gemm_a[c], x, n);
+                act_encode(kern->act, a[c], x, n);
             }
-            if (kern->gemm->pack) check_row_gemm_form(kern, t, n, false);
-            if (kern->gemm->repack) check_row_gemm_form(kern, t, n, true);
+            kern->gemm->repack(packed, w[0], sizeof w[0], n);
+            for (int n_tok = 1; n_tok <= TOKENS; n_tok++) {
+                memset(out, 0xff, sizeof out);
+                kern->gemm->run(packed, a[0], sizeof a[0], n_tok, n, out[0], GEMM_ROWS + 3);
+                for (int c = 0; c < n_tok; c++) {
+                    for (int r = 0; r < GEMM_ROWS; r++) {
+                        float single = kern->dot(w[r], a[c], n);
+                        CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
+                              "%s n=%lld, %d tokens: row %d token %d: %.9g vs %.9g",
+                              dtype_get(t)->name, (long long)n, n_tok, r, c, out[c][r], single);
+                    }
+                    CHECK(isnan(out[c][GEMM_ROWS]), "%s: wrote past the row block", dtype_get(t)->name);
+                }
+            }
         }
         checked++;
     }

@@ -1,7 +1,7 @@
 /* The threaded matmul (src/model/ops.c) gives every output exactly the single-token dot of
- * its row, whichever way it takes the weight: repacked at load, packed per call for a row
- * GEMM, tiles or multi-column dots; for token counts on both sides of the row GEMM's
- * threshold and a row count that leaves rows past the last block of 16 (taken by dotn). */
+ * its row, whichever way it takes the weight: repacked at load for a row GEMM, float tiles or
+ * multi-column dots; for 1 to 9 tokens and a row count that leaves rows past the last block
+ * of 16 (taken by dotn). */
 #include "check.h"
 
 #include "base/pool.h"
@@ -14,7 +14,7 @@
 enum { ROWS = 3 * GEMM_ROWS + 5, COLS = 512, MAX_TOK = 9, THREADS = 2 };
 
 static struct pool *pool;
-/* matmul's scratch: the tokens' encoded rows, then each thread's widened or packed rows */
+/* matmul's scratch: the tokens' encoded rows, then each thread's widened rows */
 static uint8_t act[(MAX_TOK + WIDE_TILE * THREADS) * COLS * sizeof(float)];
 static uint8_t data[ROWS * COLS * sizeof(float)];
 static _Alignas(64) uint8_t packed[ROWS * COLS * 2];
@@ -65,7 +65,7 @@ static void test_matmul_equals_row_dots(void)
         struct weight w = {data, t, ROWS, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
         check_matmul(&w);
         const struct row_gemm *g = w.kern->gemm;
-        if (g && g->repack) { /* as model_repack leaves it: the whole blocks repacked */
+        if (g) { /* as model_repack leaves it: the whole blocks repacked */
             size_t block = g->repacked_bytes(COLS);
             CHECK(block * (ROWS / GEMM_ROWS) <= sizeof packed, "%s: repacked size", dtype_get(t)->name);
             for (int b = 0; b < ROWS / GEMM_ROWS; b++)

@@ -43,23 +43,17 @@ typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride,
                             float *out, size_t out_stride);
 
 
-/* Quantized rows for batches, one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows
- * are packed per matmul (pack, where non-NULL, writes packed_bytes(n) <= 24 * n bytes,
- * 64-byte aligned, from rows w, w + row_bytes, ...), then run against n_tok activation rows
- * at a, a + stride, ...: out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's
- * dot. Types with a repacked form (repack non-NULL) can instead be repacked once at load
- * (repacked_bytes(n) per GEMM_ROWS rows, 64-byte aligned, about the rows' own size) and run
- * from there for any n_tok, decoding included, with the same results. */
+/* Quantized rows with one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows w,
+ * w + row_bytes, ... are repacked once (at load: repack writes repacked_bytes(n) bytes,
+ * 64-byte aligned, about the rows' own size), then run against n_tok activation rows at a,
+ * a + stride, ...: out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot,
+ * for any n_tok, one (decoding) included. */
 #define GEMM_ROWS 16
-typedef void (*row_gemm_run_fn)(const void *packed, const void *a, size_t stride, int n_tok,
-                                int64_t n, float *out, size_t out_stride);
 struct row_gemm {
-    size_t (*packed_bytes)(int64_t n);
-    void (*pack)(void *packed, const void *w, size_t row_bytes, int64_t n);
-    row_gemm_run_fn run;
     size_t (*repacked_bytes)(int64_t n);
     void (*repack)(void *packed, const void *w, size_t row_bytes, int64_t n);
-    row_gemm_run_fn run_repacked;
+    void (*run)(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
+                float *out, size_t out_stride);
 };
 
 struct dot_kernel {
@@ -74,8 +68,8 @@ struct dot_kernel {
     dot_tile_fn float_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
-    /* quantized rows with AVX-512 VNNI: batches (or every matmul, for weights repacked at
-     * load) by row blocks; the rows past the last block use dotn */
+    /* quantized rows with AVX-512 VNNI: every matmul of weights repacked at load (the rows
+     * past the last block of GEMM_ROWS use dotn) */
     const struct row_gemm *gemm;
 };
 

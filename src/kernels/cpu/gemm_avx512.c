@@ -1,18 +1,18 @@
-/* Batched K-quant and Q8_0 matmul with AVX-512 VNNI, one zmm lane per output row.
+/* Quantized matmul with AVX-512 VNNI, one zmm lane per output row, for Q4_K Q5_K Q6_K Q8_0
+ * Q4_0 Q4_1 weights repacked once at load (src/model/repack.c).
  *
- * GEMM_ROWS (16) weight rows are first packed: unpacked to one byte per weight and
- * transposed so that each 64-byte vector holds 4 consecutive weights of all 16 rows, with the
- * scales (and the K-quants' sub-block scales and mins) laid out as 16-lane vectors beside
- * them. Any number of tokens then run against the packed rows: per 4 weights one dpbusd of
- * that vector with the token's 4 activation bytes broadcast (64 multiply-adds); for the
- * K-quants one integer multiply per sub-block by the 16 rows' scales; and the float steps for
- * 16 outputs at once per super-block or block. The packing is paid once per row block and
- * matmul, not per token.
+ * The repacked form keeps each type's bits but transposes blocks of GEMM_ROWS (16) rows by 4
+ * bytes, so that one 64-byte vector holds 4 consecutive weights of all 16 rows, with the
+ * scales beside them as 16-lane planes. Any number of tokens then run against it, one while
+ * decoding or a batch: per 4 weights, unpacked to bytes in registers, one dpbusd of that
+ * vector with the token's 4 activation bytes broadcast (64 multiply-adds); for the K-quants
+ * one integer multiply per sub-block by the 16 rows' scales; and the float steps for 16
+ * outputs at once per super-block or block.
  *
  * Each output is bit for bit the type's dot: the integer sums of a (super-)block are exact
- * whatever the order, and the float steps are those of the dots (simd.h's for the K-quants,
- * dot_avx2.c's for Q8_0), done per lane in the same order. Tested against the dots in
- * test_kernels.
+ * whatever the order, and the float steps are those of the dots (simd.h's k_finish8 for the
+ * K-quants, q32_dots for the 32-element types), done per lane in the same order. Tested
+ * against the dots in test_kernels and through matmul in test_matmul.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
 #include "kernels/cpu/simd.h"
@@ -23,18 +23,6 @@
 #include <string.h>
 
 _Static_assert(GEMM_ROWS == 16, "one zmm lane per row");
-
-/* Bytes of one packed super-block of GEMM_ROWS Q4_K / Q5_K rows: the weights (sub-block j,
- * group g of 4 at (8j + g) * 64), the scales and mins as int32 per row and sub-block (the mins
- * as two equal int16, against two 16-value activation sums), and d and dmin as floats. */
-enum {
-    K45_WEIGHTS = 0,
-    K45_SCALES = K45_WEIGHTS + 8 * 8 * 64,
-    K45_MINS = K45_SCALES + 8 * 16 * 4,
-    K45_D = K45_MINS + 8 * 16 * 4,
-    K45_DMIN = K45_D + 16 * 4,
-    K45_PACKED = K45_DMIN + 16 * 4,
-};
 
 /* Transposes 16 vectors of 16 dwords: z[r] lane c becomes z[c] lane r. */
 static inline __attribute__((always_inline)) void transpose16_epi32(__m512i z[16])
@@ -61,113 +49,6 @@ static inline __attribute__((always_inline)) void transpose16_epi32(__m512i z[16
         z[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
         z[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
     }
-}
-
-static size_t packed_bytes_q45_k(int64_t n)
-{
-    return (size_t)(n / QK_K) * K45_PACKED;
-}
-
-static inline __attribute__((always_inline)) void pack_q45_k(void *packed, const void *w,
-                                                             size_t row_bytes, int64_t n, bool q5)
-{
-    const __m512i m4 = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
-    /* the low 256 bits keep the low nibbles (sub-block 2p), the high 256 bits the high ones */
-    const long long x4 = 0x0004000400040004ll;
-    const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0, 0, x4, x4, x4, x4);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t *dst = (uint8_t *)packed + (size_t)i * K45_PACKED;
-        int32_t *scales = (int32_t *)(dst + K45_SCALES), *mins = (int32_t *)(dst + K45_MINS);
-        float *d = (float *)(dst + K45_D), *dmin = (float *)(dst + K45_DMIN);
-        for (int r = 0; r < GEMM_ROWS; r++) {
-            const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
-            uint8_t sc[8], mn[8];
-            k4_unpack_scales(K45_BLOCK(row, q5, i, scales), sc, mn);
-            for (int j = 0; j < 8; j++) {
-                scales[16 * j + r] = sc[j];
-                mins[16 * j + r] = mn[j] * 0x10001;
-            }
-            d[r] = _cvtsh_ss(K45_BLOCK(row, q5, i, d));
-            dmin[r] = _cvtsh_ss(K45_BLOCK(row, q5, i, dmin));
-        }
-        for (int p = 0; p < 4; p++) {
-            __m512i z[16];
-            /* the fifth bits of sub-blocks 2p and 2p + 1 */
-            const long long lo = 2 * p * 0x0001000100010001ll, hi = lo + 0x0001000100010001ll;
-            const __m512i high_shift = _mm512_setr_epi64(lo, lo, lo, lo, hi, hi, hi, hi);
-            for (int r = 0; r < GEMM_ROWS; r++) {
-                const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
-                __m512i q = _mm512_broadcast_i64x4(
-                    _mm256_loadu_si256((const __m256i *)(K45_BLOCK(row, q5, i, qs) + 32 * p)));
-                __m512i v = _mm512_and_si512(_mm512_srlv_epi16(q, nibble_shift), m4);
-                if (q5) {
-                    __m512i h = _mm512_broadcast_i64x4(
-                        _mm256_loadu_si256((const __m256i *)((const struct block_q5_k *)row)[i].qh));
-                    __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(h, high_shift), one);
-                    v = _mm512_or_si512(v, _mm512_slli_epi16(bit, 4));
-                }
-                z[r] = v;
-            }
-            transpose16_epi32(z);
-            /* z[c]: sub-block 2p + c / 8, group c % 8 */
-            for (int c = 0; c < 16; c++)
-                _mm512_store_si512((__m512i *)(dst + K45_WEIGHTS + (size_t)(16 * p + c) * 64), z[c]);
-        }
-    }
-}
-
-static void pack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    pack_q45_k(packed, w, row_bytes, n, false);
-}
-
-static void pack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    pack_q45_k(packed, w, row_bytes, n, true);
-}
-
-/* nt (<= 8, a constant in each instance) tokens against packed Q4_K / Q5_K rows. */
-static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t *packed,
-                                                                   const struct block_q8_k *const *y,
-                                                                   const int nt, int64_t n,
-                                                                   float *out, size_t out_stride)
-{
-    __m512 acc[8];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *src = packed + (size_t)i * K45_PACKED;
-        __m512i s1[8], s2[8];
-        for (int t = 0; t < nt; t++) s1[t] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
-            __m512i sub[8];
-            for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                __m512i wv = _mm512_load_si512((const __m512i *)(src + K45_WEIGHTS + (size_t)(8 * j + g) * 64));
-#pragma GCC unroll 8
-                for (int t = 0; t < nt; t++)
-                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 32 * j + 4 * g)));
-            }
-            __m512i scales = _mm512_load_si512((const __m512i *)(src + K45_SCALES + 64 * j));
-            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
-        }
-        for (int t = 0; t < nt; t++) {
-            s2[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++)
-                s2[t] = _mm512_dpwssd_epi32(s2[t], _mm512_load_si512((const __m512i *)(src + K45_MINS + 64 * j)),
-                                            _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * j])));
-        }
-        __m512 d = _mm512_load_ps((const float *)(src + K45_D));
-        __m512 dmin = _mm512_load_ps((const float *)(src + K45_DMIN));
-        /* simd.h's steps: acc + a.d * (d * s1 - dmin * s2) */
-        for (int t = 0; t < nt; t++) {
-            __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1[t])),
-                                     _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(s2[t])));
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d), r));
-        }
-    }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
 /* Q4_K and Q5_K rows repacked once at load (matmul's weights), GEMM_ROWS at a time: per
@@ -273,10 +154,12 @@ static void repack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n
     repack_q45_k(packed, w, row_bytes, n, true);
 }
 
-/* nt (<= 8) tokens against repacked Q4_K / Q5_K rows: run_q45_k_tokens' sums and steps, with
- * the nibbles, fifth bits and scales unpacked here (each sub-block's values in a pass of
- * their own, which keeps the accumulators of 8 tokens in registers). */
-static inline __attribute__((always_inline)) void run_q45_k_repacked_tokens(const uint8_t *packed,
+/* nt (<= 8) tokens against repacked Q4_K / Q5_K rows. Per super-block s1 = the sum over
+ * sub-blocks of scale * (weights . activations) and s2 = the sum of min * (the activations'
+ * 16-value sums), then simd.h's steps; the nibbles, fifth bits and scales are unpacked here,
+ * each sub-block's values in a pass of their own, which keeps 8 tokens' accumulators in
+ * registers. */
+static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t *packed,
                                                                             const struct block_q8_k *const *y,
                                                                             const int nt, int64_t n,
                                                                             float *out, size_t out_stride,
@@ -331,115 +214,16 @@ static inline __attribute__((always_inline)) void run_q45_k_repacked_tokens(cons
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-static inline __attribute__((always_inline)) void run_q4_k_repacked_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
+static inline __attribute__((always_inline)) void run_q4_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
                                                                            const int nt, int64_t n, float *out, size_t out_stride)
 {
-    run_q45_k_repacked_tokens(packed, y, nt, n, out, out_stride, false);
+    run_q45_k_tokens(packed, y, nt, n, out, out_stride, false);
 }
 
-static inline __attribute__((always_inline)) void run_q5_k_repacked_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
+static inline __attribute__((always_inline)) void run_q5_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
                                                                            const int nt, int64_t n, float *out, size_t out_stride)
 {
-    run_q45_k_repacked_tokens(packed, y, nt, n, out, out_stride, true);
-}
-
-/* Bytes of one packed super-block of GEMM_ROWS Q6_K rows: the weights as unsigned 0..63
- * (4-value group k at k * 64), the 16 sub-block scales as int32 per row, the same scales as
- * int16 pairs (sub-blocks 2i, 2i + 1, against two activation sums), and d as floats. */
-enum {
-    Q6K_WEIGHTS = 0,
-    Q6K_SCALES = Q6K_WEIGHTS + 64 * 64,
-    Q6K_PAIRS = Q6K_SCALES + 16 * 16 * 4,
-    Q6K_D = Q6K_PAIRS + 8 * 16 * 4,
-    Q6K_PACKED = Q6K_D + 16 * 4,
-};
-
-static size_t packed_bytes_q6_k(int64_t n)
-{
-    return (size_t)(n / QK_K) * Q6K_PACKED;
-}
-
-static void pack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t *dst = (uint8_t *)packed + (size_t)i * Q6K_PACKED;
-        int32_t *scales = (int32_t *)(dst + Q6K_SCALES), *pairs = (int32_t *)(dst + Q6K_PAIRS);
-        float *d = (float *)(dst + Q6K_D);
-        for (int r = 0; r < GEMM_ROWS; r++) {
-            const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
-            for (int g = 0; g < 16; g++) scales[16 * g + r] = x->scales[g];
-            for (int p = 0; p < 8; p++)
-                pairs[16 * p + r] = (int32_t)((uint32_t)(uint16_t)x->scales[2 * p] |
-                                              (uint32_t)(uint16_t)x->scales[2 * p + 1] << 16);
-            d[r] = _cvtsh_ss(x->d);
-        }
-        /* values 64v .. 64v + 63 of each row: half h = v / 2 of the super-block, whose 128
-         * values are ql's 64 low nibbles, then its 64 high nibbles, each with 2 bits of qh
-         * (bits 0-1 and 2-3 for the low nibbles' two 32s, 4-5 and 6-7 for the high ones') */
-        for (int v = 0; v < 4; v++) {
-            int h = v / 2, high_nibbles = v % 2;
-            const long long lo_shift = (4 * high_nibbles) * 0x0001000100010001ll;
-            const long long hi_shift = lo_shift + 2 * 0x0001000100010001ll;
-            const __m512i qh_shift = _mm512_setr_epi64(lo_shift, lo_shift, lo_shift, lo_shift,
-                                                       hi_shift, hi_shift, hi_shift, hi_shift);
-            __m512i z[16];
-            for (int r = 0; r < GEMM_ROWS; r++) {
-                const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
-                __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
-                __m512i low = _mm512_and_si512(high_nibbles ? _mm512_srli_epi16(ql, 4) : ql, m4);
-                __m512i high = _mm512_and_si512(_mm512_srlv_epi16(qh, qh_shift), m3);
-                z[r] = _mm512_or_si512(low, _mm512_slli_epi16(high, 4));
-            }
-            transpose16_epi32(z);
-            for (int c = 0; c < 16; c++)
-                _mm512_store_si512((__m512i *)(dst + Q6K_WEIGHTS + (size_t)(16 * v + c) * 64), z[c]);
-        }
-    }
-}
-
-/* nt (<= 8) tokens against packed Q6_K rows: per super-block s = the sum of scale * (q . a)
- * minus 32 * the sum of scale * (the activations' 16-value sums), then simd.h's steps. */
-static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t *packed,
-                                                                  const struct block_q8_k *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    __m512 acc[8];
-    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *src = packed + (size_t)i * Q6K_PACKED;
-        __m512i s1[8], s2[8];
-        for (int t = 0; t < nt; t++) s1[t] = s2[t] = _mm512_setzero_si512();
-        for (int g = 0; g < 16; g++) {
-            __m512i sub[8];
-            for (int t = 0; t < nt; t++) sub[t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int e = 0; e < 4; e++) {
-                __m512i wv = _mm512_load_si512((const __m512i *)(src + Q6K_WEIGHTS + (size_t)(4 * g + e) * 64));
-#pragma GCC unroll 8
-                for (int t = 0; t < nt; t++)
-                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 16 * g + 4 * e)));
-            }
-            __m512i scales = _mm512_load_si512((const __m512i *)(src + Q6K_SCALES + 64 * g));
-            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
-        }
-        for (int t = 0; t < nt; t++) {
-#pragma GCC unroll 8
-            for (int p = 0; p < 8; p++)
-                s2[t] = _mm512_dpwssd_epi32(s2[t], _mm512_load_si512((const __m512i *)(src + Q6K_PAIRS + 64 * p)),
-                                            _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * p])));
-        }
-        __m512 d = _mm512_load_ps((const float *)(src + Q6K_D));
-        for (int t = 0; t < nt; t++) {
-            __m512i s = _mm512_sub_epi32(s1[t], _mm512_slli_epi32(s2[t], 5));
-            /* a.d * (d * s - 0 * 0): simd.h's steps without mins, where x - 0 is x */
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d),
-                                                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(s))));
-        }
-    }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+    run_q45_k_tokens(packed, y, nt, n, out, out_stride, true);
 }
 
 /* Q6_K rows repacked once at load, GEMM_ROWS at a time: per super-block ql and qh as stored
@@ -503,10 +287,11 @@ static inline __attribute__((always_inline)) __m512i q6_k_values(__m512i ql, __m
     return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, bits45), low4, 0xec);
 }
 
-/* nt (<= 8) tokens against repacked Q6_K rows: run_q6_k_tokens' sums and steps. One token
- * (decoding) takes each ql / qh vector once for its four values; batches take the values a
- * sub-block pair at a time, which keeps 8 tokens' accumulators in registers. */
-static inline __attribute__((always_inline)) void run_q6_k_repacked_tokens(const uint8_t *packed,
+/* nt (<= 8) tokens against repacked Q6_K rows: per super-block s = the sum of scale * (q . a)
+ * minus 32 * the sum of scale * (the activations' 16-value sums), then simd.h's steps (no
+ * mins). One token (decoding) takes each ql / qh vector once for its four values; batches
+ * take the values a sub-block at a time, which keeps 8 tokens' accumulators in registers. */
+static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t *packed,
                                                                            const struct block_q8_k *const *y,
                                                                            const int nt, int64_t n,
                                                                            float *out, size_t out_stride)
@@ -577,81 +362,6 @@ static inline __attribute__((always_inline)) void run_q6_k_repacked_tokens(const
         }
     }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
-}
-
-/* Q8_0. One packed block of GEMM_ROWS rows: the weights offset by 128 to unsigned bytes
- * (group g of 4 at g * 64), then d as floats per row. The offset comes back out exactly
- * through the activations' sums: an accumulator starts at -128 times the block's sum. */
-enum {
-    Q8_0_WEIGHTS = 0,
-    Q8_0_D = Q8_0_WEIGHTS + 8 * 64,
-    Q8_0_PACKED = Q8_0_D + 16 * 4,
-};
-
-static size_t packed_bytes_q8_0(int64_t n)
-{
-    return (size_t)(n / QK) * Q8_0_PACKED;
-}
-
-static void pack_q8_0(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    const __m256i k80 = _mm256_set1_epi8((char)0x80);
-    int64_t nb = n / QK;
-    for (int64_t i = 0; i < nb; i += 2) {
-        bool pair = i + 1 < nb; /* an odd last block packs alone */
-        __m512i z[16];
-        for (int r = 0; r < GEMM_ROWS; r++) {
-            const struct block_q8_0 *x = (const struct block_q8_0 *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
-            __m256i b0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[0].qs), k80);
-            __m256i b1 = pair ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x[1].qs), k80)
-                              : _mm256_setzero_si256();
-            z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
-            for (int k = 0; k < 1 + pair; k++)
-                ((float *)((uint8_t *)packed + (size_t)(i + k) * Q8_0_PACKED + Q8_0_D))[r] = _cvtsh_ss(x[k].d);
-        }
-        transpose16_epi32(z);
-        /* z[c]: block i + c / 8, group c % 8 */
-        for (int c = 0; c < 8 * (1 + pair); c++)
-            _mm512_store_si512((__m512i *)((uint8_t *)packed + (size_t)(i + c / 8) * Q8_0_PACKED +
-                                           Q8_0_WEIGHTS + (size_t)(c % 8) * 64),
-                               z[c]);
-    }
-}
-
-/* nt (<= 8) tokens against packed Q8_0 rows, in dot_avx2.c's steps: eight partial sums per
- * output by block index (kept in memory: 8 x 16 floats per token), then hsum_ps's order of
- * adding them, ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)). */
-static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed,
-                                                                  const struct block_q8a *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    __m512 part[8][8];
-    for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 8; k++) part[t][k] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK; i++) {
-        const uint8_t *src = packed + (size_t)i * Q8_0_PACKED;
-        __m512i sum[8];
-        for (int t = 0; t < nt; t++) sum[t] = _mm512_set1_epi32(-128 * y[t][i].sum);
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m512i wv = _mm512_load_si512((const __m512i *)(src + Q8_0_WEIGHTS + (size_t)g * 64));
-#pragma GCC unroll 8
-            for (int t = 0; t < nt; t++)
-                sum[t] = _mm512_dpbusd_epi32(sum[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * g)));
-        }
-        __m512 d = _mm512_load_ps((const float *)(src + Q8_0_D));
-        for (int t = 0; t < nt; t++) {
-            __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d));
-            part[t][i % 8] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum[t]), part[t][i % 8]);
-        }
-    }
-    for (int t = 0; t < nt; t++) {
-        __m512 *p = part[t];
-        __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[0], p[4]), _mm512_add_ps(p[2], p[6])),
-                                 _mm512_add_ps(_mm512_add_ps(p[1], p[5]), _mm512_add_ps(p[3], p[7])));
-        _mm512_storeu_ps(out + (size_t)t * out_stride, r);
-    }
 }
 
 /* Q8_0, Q4_0 and Q4_1 rows repacked once at load, GEMM_ROWS at a time, two blocks of 32 per
@@ -762,7 +472,7 @@ static void repack_q4_1(void *packed, const void *w, size_t row_bytes, int64_t n
     repack_q32(packed, w, row_bytes, n, DTYPE_Q4_1);
 }
 
-static inline __attribute__((always_inline)) void run_q32_repacked_tokens(const uint8_t *packed,
+static inline __attribute__((always_inline)) void run_q32_tokens(const uint8_t *packed,
                                                                           const struct block_q8a *const *y,
                                                                           const int nt, int64_t n,
                                                                           float *out, size_t out_stride,
@@ -822,22 +532,22 @@ static inline __attribute__((always_inline)) void run_q32_repacked_tokens(const 
     }
 }
 
-static inline __attribute__((always_inline)) void run_q8_0_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed, const struct block_q8a *const *y,
                                                                            const int nt, int64_t n, float *out, size_t out_stride)
 {
-    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q8_0);
+    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q8_0);
 }
 
-static inline __attribute__((always_inline)) void run_q4_0_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+static inline __attribute__((always_inline)) void run_q4_0_tokens(const uint8_t *packed, const struct block_q8a *const *y,
                                                                            const int nt, int64_t n, float *out, size_t out_stride)
 {
-    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_0);
+    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_0);
 }
 
-static inline __attribute__((always_inline)) void run_q4_1_repacked_tokens(const uint8_t *packed, const struct block_q8a *const *y,
+static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t *packed, const struct block_q8a *const *y,
                                                                            const int nt, int64_t n, float *out, size_t out_stride)
 {
-    run_q32_repacked_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_1);
+    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_1);
 }
 
 /* Tokens 8 at a time (the last group smaller), each count its own instance so that the
@@ -865,34 +575,17 @@ static inline __attribute__((always_inline)) void run_q4_1_repacked_tokens(const
         }                                                                                          \
     }
 
-RUN_TOKEN_GROUPS(run_q45_k, run_q45_k_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q4_k_repacked, run_q4_k_repacked_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q5_k_repacked, run_q5_k_repacked_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q4_k, run_q4_k_tokens, block_q8_k)
+RUN_TOKEN_GROUPS(run_q5_k, run_q5_k_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q6_k_repacked, run_q6_k_repacked_tokens, block_q8_k)
 RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
-RUN_TOKEN_GROUPS(run_q8_0_repacked, run_q8_0_repacked_tokens, block_q8a)
-RUN_TOKEN_GROUPS(run_q4_0_repacked, run_q4_0_repacked_tokens, block_q8a)
-RUN_TOKEN_GROUPS(run_q4_1_repacked, run_q4_1_repacked_tokens, block_q8a)
+RUN_TOKEN_GROUPS(run_q4_0, run_q4_0_tokens, block_q8a)
+RUN_TOKEN_GROUPS(run_q4_1, run_q4_1_tokens, block_q8a)
 
-static const struct row_gemm gemm_q4_k = {
-    .packed_bytes = packed_bytes_q45_k, .pack = pack_q4_k, .run = run_q45_k,
-    .repacked_bytes = repacked_bytes_q4_k, .repack = repack_q4_k, .run_repacked = run_q4_k_repacked};
-static const struct row_gemm gemm_q5_k = {
-    .packed_bytes = packed_bytes_q45_k, .pack = pack_q5_k, .run = run_q45_k,
-    .repacked_bytes = repacked_bytes_q5_k, .repack = repack_q5_k, .run_repacked = run_q5_k_repacked};
-static const struct row_gemm gemm_q6_k = {
-    .packed_bytes = packed_bytes_q6_k, .pack = pack_q6_k, .run = run_q6_k,
-    .repacked_bytes = repacked_bytes_q6_k, .repack = repack_q6_k, .run_repacked = run_q6_k_repacked};
-static const struct row_gemm gemm_q8_0 = {
-    .packed_bytes = packed_bytes_q8_0, .pack = pack_q8_0, .run = run_q8_0,
-    .repacked_bytes = repacked_bytes_q8_0, .repack = repack_q8_0, .run_repacked = run_q8_0_repacked};
-/* Q4_0 / Q4_1 batch only from the repacked form: a weight not repacked (fewer than 16 rows,
- * an expert's slice of a stack not cut at 16 rows) goes by dotn */
-static const struct row_gemm gemm_q4_0 = {
-    .repacked_bytes = repacked_bytes_q4_0, .repack = repack_q4_0, .run_repacked = run_q4_0_repacked};
-static const struct row_gemm gemm_q4_1 = {
-    .repacked_bytes = repacked_bytes_q4_1, .repack = repack_q4_1, .run_repacked = run_q4_1_repacked};
+#define ROW_GEMM(type) {.repacked_bytes = repacked_bytes_##type, .repack = repack_##type, .run = run_##type}
+static const struct row_gemm gemm_q4_k = ROW_GEMM(q4_k), gemm_q5_k = ROW_GEMM(q5_k),
+                             gemm_q6_k = ROW_GEMM(q6_k), gemm_q8_0 = ROW_GEMM(q8_0),
+                             gemm_q4_0 = ROW_GEMM(q4_0), gemm_q4_1 = ROW_GEMM(q4_1);
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k,
