@@ -352,14 +352,8 @@ static void dense_ffn(struct forward_state *s, const struct weight *gate, const 
 /* A view of expert e's slice of a stacked [n_expert * rows][cols] weight. */
 static struct weight expert_slice(const struct weight *w, int e, int n_expert)
 {
-    struct weight v = *w;
-    v.rows = w->rows / n_expert;
-    v.data = w->data + (size_t)e * (size_t)v.rows * w->row_bytes;
-    /* the repacked blocks of 16 rows are the slice's own only when it holds whole blocks */
-    v.packed = w->packed && v.rows % GEMM_ROWS == 0
-                   ? w->packed + (size_t)e * (size_t)(v.rows / GEMM_ROWS) * w->kern->gemm->repacked_bytes(w->cols)
-                   : NULL;
-    return v;
+    int64_t rows = w->rows / n_expert;
+    return weight_rows(w, (int64_t)e * rows, rows);
 }
 
 /* Picks the k most probable experts for one token (router logits in p, softmaxed here). */

@@ -429,7 +429,7 @@ bound:
     return KILN_OK;
 fail:
     if (m->pool) pool_free(m->pool);
-    free(m->repacked);
+    free(m->repacked_arena);
     free(m->norms);
     free(m->layers);
     free(m->rope_theta);
@@ -440,7 +440,7 @@ fail:
 void model_unload(struct model *m)
 {
     if (m->pool) pool_free(m->pool);
-    free(m->repacked);
+    free(m->repacked_arena);
     free(m->norms);
     free(m->layers);
     free(m->rope_theta);

@@ -53,7 +53,7 @@ struct weight {
     const struct dot_kernel *kern;
     /* rows 0 .. rows / GEMM_ROWS * GEMM_ROWS - 1 in kern->gemm's repacked form (blocks of
      * repacked_bytes(cols)), which matmul uses instead of data; or NULL (model_repack) */
-    const uint8_t *packed;
+    const uint8_t *repacked;
 };
 
 struct layer {
@@ -90,7 +90,7 @@ struct model {
     float *embd_norm, *embd_norm_b; /* [n_embd], encoders */
     float *norms;           /* one allocation holding every norm vector above */
     struct pool *pool;
-    uint8_t *repacked;      /* one allocation holding every weight's packed form, or NULL */
+    uint8_t *repacked_arena; /* one allocation holding every weight's repacked form, or NULL */
     char desc[96];
 };
 

@@ -77,7 +77,7 @@ static void matmul_repacked(const struct matmul_job *j, int ith, int nth)
     size_t block_bytes = gemm->repacked_bytes(w->cols);
     int64_t blocks = w->rows / GEMM_ROWS;
     for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++)
-        gemm->run(w->packed + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok, w->cols,
+        gemm->run(w->repacked + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok, w->cols,
                   j->out + b * GEMM_ROWS, (size_t)w->rows);
     for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth)
         dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
@@ -87,7 +87,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
 {
     const struct matmul_job *j = ctx;
     const struct weight *w = j->w;
-    if (w->packed) {
+    if (w->repacked) {
         matmul_repacked(j, ith, nth);
         return;
     }
@@ -147,6 +147,21 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
     if (n_tok > 1) pool_run(pool, encode_worker, &job);
     else encode_worker(&job, 0, 1);
     matmul_encoded(pool, out, w, act, n_tok);
+}
+
+struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows)
+{
+    struct weight v = *w;
+    v.rows = rows;
+    v.data = w->data + (size_t)r0 * w->row_bytes;
+    /* the view's whole blocks of GEMM_ROWS are repacked blocks of w when it starts on a block
+     * boundary and they lie within w's (its rows past them go by dotn, from data) */
+    bool aligned = r0 % GEMM_ROWS == 0 &&
+                   r0 + rows / GEMM_ROWS * GEMM_ROWS <= w->rows / GEMM_ROWS * GEMM_ROWS;
+    v.repacked = w->repacked && aligned
+                     ? w->repacked + (size_t)(r0 / GEMM_ROWS) * w->kern->gemm->repacked_bytes(w->cols)
+                     : NULL;
+    return v;
 }
 
 void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,

@@ -18,6 +18,10 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
 void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
                   const float *in, int n_tok, uint8_t *act);
 
+/* A view of rows r0 .. r0 + rows - 1 of w (an expert's slice of a stacked weight), with
+ * w's repacked blocks where they line up with the view's. */
+struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows);
+
 /* Bytes of matmul scratch (act above) enough for any weight of m and up to n_batch tokens. */
 size_t matmul_scratch_bytes(const struct model *m, int n_batch);
 

@@ -20,26 +20,34 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* The matmul weights of a model, for one pass over them. */
-static int matmul_weights(struct model *m, struct weight **out)
+enum { LAYER_MATMULS = 10 };
+
+/* The matmul weights of a model: each layer's (the router, a handful of rows, is left to
+ * dotn), then the output matrix. out holds n_layer * LAYER_MATMULS + 1. */
+static void matmul_weights(struct model *m, struct weight **out)
 {
     int n = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         struct layer *L = &m->layers[il];
-        struct weight *ws[] = {&L->wq,        &L->wk,        &L->wv,      &L->wo,
-                               &L->ffn_gate,  &L->ffn_up,    &L->ffn_down, &L->gate_exps,
-                               &L->up_exps,   &L->down_exps};
-        for (size_t k = 0; k < sizeof ws / sizeof *ws; k++)
-            if (out) out[n++] = ws[k];
-            else n++;
+        struct weight *ws[LAYER_MATMULS] = {&L->wq,       &L->wk,       &L->wv,       &L->wo,
+                                            &L->ffn_gate, &L->ffn_up,   &L->ffn_down, &L->gate_exps,
+                                            &L->up_exps,  &L->down_exps};
+        for (int k = 0; k < LAYER_MATMULS; k++) out[n++] = ws[k];
     }
-    if (out) out[n] = &m->output;
-    return n + 1;
+    out[n] = &m->output;
 }
 
-static bool repackable(const struct weight *w)
+/* Whether w gets a repacked form: a stack of experts only when each expert's slice is whole
+ * blocks (expert_slice in forward.c could not use it otherwise). */
+static bool repackable(const struct model *m, const struct weight *w)
 {
-    return w->data && w->kern && w->kern->gemm && w->rows >= GEMM_ROWS;
+    if (!w->data || !w->kern || !w->kern->gemm || w->rows < GEMM_ROWS) return false;
+    bool stacked = false;
+    for (int il = 0; il < m->hp.n_layer && !stacked; il++) {
+        const struct layer *L = &m->layers[il];
+        stacked = w == &L->gate_exps || w == &L->up_exps || w == &L->down_exps;
+    }
+    return !stacked || (w->rows / m->hp.n_expert) % GEMM_ROWS == 0;
 }
 
 struct repack_job {
@@ -69,14 +77,15 @@ static void release_pages(const struct weight *w)
 
 kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
 {
-    int n = matmul_weights(m, NULL);
+    int n = m->hp.n_layer * LAYER_MATMULS + 1;
     struct weight **ws = malloc((size_t)n * sizeof *ws);
     if (!ws) return kiln_fail(err, KILN_ENOMEM, "out of memory repacking weights");
     matmul_weights(m, ws);
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (repackable(ws[i]))
-            total += (size_t)(ws[i]->rows / GEMM_ROWS) * ws[i]->kern->gemm->repacked_bytes(ws[i]->cols);
+        if (repackable(m, ws[i]))
+            total +=
+                (size_t)(ws[i]->rows / GEMM_ROWS) * ws[i]->kern->gemm->repacked_bytes(ws[i]->cols);
     if (total == 0) {
         free(ws);
         return KILN_OK;
@@ -84,21 +93,22 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
     uint8_t *arena = aligned_alloc(64, (total + 63) / 64 * 64);
     if (!arena) {
         free(ws);
-        return kiln_fail(err, KILN_ENOMEM, "out of memory repacking %zu MiB of weights", total >> 20);
+        return kiln_fail(err, KILN_ENOMEM, "out of memory repacking %zu MiB of weights",
+                         total >> 20);
     }
     size_t used = 0;
     for (int i = 0; i < n; i++) {
         struct weight *w = ws[i];
-        if (!repackable(w)) continue;
+        if (!repackable(m, w)) continue;
         struct repack_job job = {w, arena + used, w->kern->gemm->repacked_bytes(w->cols)};
         pool_run(m->pool, repack_worker, &job);
-        w->packed = job.dst;
+        w->repacked = job.dst;
         used += (size_t)(w->rows / GEMM_ROWS) * job.block_bytes;
         bool shared = w->data == m->tok_embd.data; /* a tied output: its rows are the embedding */
         if (mapped && !shared && w->rows % GEMM_ROWS == 0) release_pages(w);
     }
     free(ws);
-    m->repacked = arena;
+    m->repacked_arena = arena;
     log_debug("repacked %zu MiB of matmul weights for the row GEMMs", total >> 20);
     return KILN_OK;
 }

@@ -30,6 +30,7 @@ static float next_f(void)
 /* Runs matmul on w for 1 .. MAX_TOK tokens and compares each output with the row's dot. */
 static void check_matmul(const struct weight *w)
 {
+    CHECK(w->rows <= ROWS, "too many rows");
     static float in[MAX_TOK * COLS], out[MAX_TOK * ROWS];
     static uint8_t enc[COLS * sizeof(float)];
     for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
@@ -38,12 +39,12 @@ static void check_matmul(const struct weight *w)
         matmul(pool, out, w, in, n_tok, act);
         for (int t = 0; t < n_tok; t++) {
             act_encode(w->kern->act, enc, in + (size_t)t * COLS, COLS);
-            for (int r = 0; r < ROWS; r++) {
+            for (int r = 0; r < w->rows; r++) {
                 float single = w->kern->dot(w->data + (size_t)r * w->row_bytes, enc, COLS);
-                float got = out[(size_t)t * ROWS + r];
+                float got = out[(size_t)t * w->rows + r];
                 CHECK(memcmp(&single, &got, sizeof got) == 0,
                       "%s%s, %d tokens: row %d token %d: %.9g vs %.9g", dtype_get(w->type)->name,
-                      w->packed ? " repacked" : "", n_tok, r, t, got, single);
+                      w->repacked ? " repacked" : "", n_tok, r, t, got, single);
             }
         }
     }
@@ -51,8 +52,8 @@ static void check_matmul(const struct weight *w)
 
 static void test_matmul_equals_row_dots(void)
 {
-    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0, DTYPE_Q4_0,
-                                DTYPE_Q4_1, DTYPE_F16,  DTYPE_F32};
+    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0,
+                                DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_F16,  DTYPE_F32};
     static float x[COLS];
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         enum dtype t = types[k];
@@ -60,19 +61,33 @@ static void test_matmul_equals_row_dots(void)
         CHECK(dtype_row_bytes(t, COLS, &row_bytes), "%s row size", dtype_get(t)->name);
         for (int r = 0; r < ROWS; r++) {
             for (int i = 0; i < COLS; i++) x[i] = next_f();
-            CHECK(quantize_row(t, data + (size_t)r * row_bytes, x, COLS), "quantize %s", dtype_get(t)->name);
+            CHECK(quantize_row(t, data + (size_t)r * row_bytes, x, COLS), "quantize %s",
+                  dtype_get(t)->name);
         }
         struct weight w = {data, t, ROWS, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
         check_matmul(&w);
         const struct row_gemm *g = w.kern->gemm;
         if (g) { /* as model_repack leaves it: the whole blocks repacked */
             size_t block = g->repacked_bytes(COLS);
-            CHECK(block * (ROWS / GEMM_ROWS) <= sizeof packed, "%s: repacked size", dtype_get(t)->name);
+            if (block * (ROWS / GEMM_ROWS) > sizeof packed) {
+                CHECK(false, "%s: repacked size", dtype_get(t)->name);
+                return;
+            }
             for (int b = 0; b < ROWS / GEMM_ROWS; b++)
                 g->repack(packed + (size_t)b * block, data + (size_t)b * GEMM_ROWS * row_bytes,
                           (size_t)row_bytes, COLS);
-            w.packed = packed;
+            w.repacked = packed;
             check_matmul(&w);
+            /* views of some of its rows (an expert's slice of a stack): from a block boundary,
+             * ending inside the repacked blocks or past them, and from elsewhere (all dotn) */
+            const int64_t views[][2] = {{16, 32}, {32, 21}, {5, 40}};
+            for (int v = 0; v < 3; v++) {
+                struct weight view = weight_rows(&w, views[v][0], views[v][1]);
+                CHECK((view.repacked != NULL) == (views[v][0] % GEMM_ROWS == 0),
+                      "%s: view %d repacked %p", dtype_get(t)->name, v,
+                      (const void *)view.repacked);
+                check_matmul(&view);
+            }
         }
     }
 }

@@ -155,7 +155,10 @@ static void test_generate_stop_strings_and_seeds(void)
     size_t at = a.len / 2, len = 4;
     while ((a.text[at] & 0xc0) == 0x80) at++;
     while (at + len < a.len && (a.text[at + len] & 0xc0) == 0x80) len++;
-    CHECK(len < sizeof stop && at + len <= a.len, "no stop string at %zu", at);
+    if (len >= sizeof stop || at + len > a.len) {
+        CHECK(false, "no stop string at %zu", at);
+        return;
+    }
     memcpy(stop, a.text + at, len);
     stop[len] = 0;
     const char *stops[] = {stop};

@@ -131,9 +131,9 @@ static inline __attribute__((always_inline)) void dotn_q8_0_cols(const void *w, 
 COLUMN_DISPATCH(dotn_q8_0, dot_q8_0)
 
 /* Q4_0 (its nibbles less 8): signed weight bytes times signed activation bytes. */
-static inline __attribute__((always_inline)) void dotn_q4_0_signed_cols(const void *w, const void *a,
-                                                                     size_t stride, const int nc,
-                                                                     int64_t n, float *out)
+static inline __attribute__((always_inline)) void dotn_q4_0_cols(const void *w, const void *a,
+                                                                 size_t stride, const int nc,
+                                                                 int64_t n, float *out)
 {
     __m256 acc[DOT_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
@@ -149,11 +149,6 @@ static inline __attribute__((always_inline)) void dotn_q4_0_signed_cols(const vo
         }
     }
     for (int c = 0; c < nc; c++) out[c] = hsum_ps(acc[c]);
-}
-
-static inline __attribute__((always_inline)) void dotn_q4_0_cols(const void *w, const void *a, size_t stride, const int nc, int64_t n, float *out)
-{
-    dotn_q4_0_signed_cols(w, a, stride, nc, n, out);
 }
 
 COLUMN_DISPATCH(dotn_q4_0, dot_q4_0)

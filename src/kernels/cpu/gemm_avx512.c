@@ -24,6 +24,20 @@
 
 _Static_assert(GEMM_ROWS == 16, "one zmm lane per row");
 
+/* The 4 activation bytes at p in every lane: a dpbusd's other operand. */
+static inline __m512i bcast4(const void *p)
+{
+    return _mm512_set1_epi32((int)load_u32(p));
+}
+
+/* simd.h's k_finish8 steps for 16 outputs of one token: acc + a.d * (d * s1 - dmin * s2). */
+static inline __m512 k_finish16(__m512 acc, __m512i s1, __m512i s2, __m512 d, __m512 dmin, float yd)
+{
+    __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1)),
+                             _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(s2)));
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(yd), r));
+}
+
 /* Transposes 16 vectors of 16 dwords: z[r] lane c becomes z[c] lane r. */
 static inline __attribute__((always_inline)) void transpose16_epi32(__m512i z[16])
 {
@@ -71,7 +85,8 @@ static inline size_t k45_r_weights_bytes(bool q5)
 static inline size_t k45_r_q(bool q5, int p, int g)
 {
     if (!q5) return (size_t)(8 * p + g) * 64;
-    return p == 0 ? (size_t)g * K45_R_Q5_GROUP : 8 * K45_R_Q5_GROUP + (size_t)(8 * (p - 1) + g) * 64;
+    return p == 0 ? (size_t)g * K45_R_Q5_GROUP
+                  : 8 * K45_R_Q5_GROUP + (size_t)(8 * (p - 1) + g) * 64;
 }
 
 static inline size_t k45_r_qh(int g)
@@ -98,6 +113,9 @@ static inline size_t k45_r_bytes(bool q5)
 {
     return k45_r_d(q5) + 2 * 16 * 2;
 }
+/* every repacked unit a whole number of vectors, so the runs' aligned loads stay aligned */
+_Static_assert((32 * 64 + 2 * 8 * 16 + 2 * 16 * 2) % 64 == 0, "Q4_K repacked size");
+_Static_assert((32 * 64 + 8 * 64 + 2 * 8 * 16 + 2 * 16 * 2) % 64 == 0, "Q5_K repacked size");
 
 static size_t repacked_bytes_q4_k(int64_t n)
 {
@@ -131,9 +149,11 @@ static inline __attribute__((always_inline)) void repack_q45_k(void *packed, con
             __m512i z[16];
             for (int r = 0; r < GEMM_ROWS; r++) {
                 const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
-                z[r] = part < 2 ? _mm512_loadu_si512((const void *)(K45_BLOCK(row, q5, i, qs) + 64 * part))
-                                : _mm512_castsi256_si512(_mm256_loadu_si256(
-                                      (const __m256i *)((const struct block_q5_k *)row)[i].qh));
+                z[r] =
+                    part < 2
+                        ? _mm512_loadu_si512((const void *)(K45_BLOCK(row, q5, i, qs) + 64 * part))
+                        : _mm512_castsi256_si512(_mm256_loadu_si256(
+                              (const __m256i *)((const struct block_q5_k *)row)[i].qh));
             }
             transpose16_epi32(z);
             for (int c = 0; c < (part < 2 ? 16 : 8); c++) {
@@ -159,11 +179,9 @@ static void repack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n
  * 16-value sums), then simd.h's steps; the nibbles, fifth bits and scales are unpacked here,
  * each sub-block's values in a pass of their own, which keeps 8 tokens' accumulators in
  * registers. */
-static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t *packed,
-                                                                            const struct block_q8_k *const *y,
-                                                                            const int nt, int64_t n,
-                                                                            float *out, size_t out_stride,
-                                                                            bool q5)
+static inline __attribute__((always_inline)) void
+run_q45_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y, const int nt, int64_t n,
+                 float *out, size_t out_stride, bool q5)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f), bit4 = _mm512_set1_epi8(0x10);
     __m512 acc[8];
@@ -189,39 +207,41 @@ static inline __attribute__((always_inline)) void run_q45_k_tokens(const uint8_t
                 }
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++)
-                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 32 * j + 4 * g)));
+                    sub[t] = _mm512_dpbusd_epi32(sub[t], wv, bcast4(y[t][i].qs + 32 * j + 4 * g));
             }
-            __m512i scales = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + k45_r_scales(q5) + 16 * j)));
-            for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
+            __m512i scales = _mm512_cvtepu8_epi32(
+                _mm_load_si128((const __m128i *)(src + k45_r_scales(q5) + 16 * j)));
+            for (int t = 0; t < nt; t++)
+                s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], scales));
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             /* the mins as two equal int16, against two 16-value activation sums */
-            __m512i m = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(src + k45_r_mins(q5) + 16 * j)));
+            __m512i m = _mm512_cvtepu8_epi32(
+                _mm_load_si128((const __m128i *)(src + k45_r_mins(q5) + 16 * j)));
             m = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
             for (int t = 0; t < nt; t++)
-                s2[t] = _mm512_dpwssd_epi32(s2[t], m, _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * j])));
+                s2[t] = _mm512_dpwssd_epi32(s2[t], m, bcast4(&y[t][i].bsums[2 * j]));
         }
         __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + k45_r_d(q5))));
         __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + k45_r_d(q5) + 32)));
-        /* simd.h's steps: acc + a.d * (d * s1 - dmin * s2) */
-        for (int t = 0; t < nt; t++) {
-            __m512 r = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(s1[t])),
-                                     _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(s2[t])));
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d), r));
-        }
+        for (int t = 0; t < nt; t++) acc[t] = k_finish16(acc[t], s1[t], s2[t], d, dmin, y[t][i].d);
     }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
 }
 
-static inline __attribute__((always_inline)) void run_q4_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
-                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void run_q4_k_tokens(const uint8_t *packed,
+                                                                  const struct block_q8_k *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     run_q45_k_tokens(packed, y, nt, n, out, out_stride, false);
 }
 
-static inline __attribute__((always_inline)) void run_q5_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y,
-                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void run_q5_k_tokens(const uint8_t *packed,
+                                                                  const struct block_q8_k *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     run_q45_k_tokens(packed, y, nt, n, out, out_stride, true);
 }
@@ -242,6 +262,7 @@ enum {
     Q6K_R_D = Q6K_R_SCALES + 16 * 16,
     Q6K_R_BYTES = (Q6K_R_D + 16 * 2 + 63) / 64 * 64,
 };
+_Static_assert(Q6K_R_BYTES % 64 == 0, "Q6_K repacked size");
 
 static size_t repacked_bytes_q6_k(int64_t n)
 {
@@ -254,7 +275,8 @@ static void repack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n
         uint8_t *dst = (uint8_t *)packed + (size_t)i * Q6K_R_BYTES;
         memset(dst + Q6K_R_D, 0, Q6K_R_BYTES - Q6K_R_D);
         for (int r = 0; r < GEMM_ROWS; r++) {
-            const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+            const struct block_q6_k *x =
+                (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
             for (int g = 0; g < 16; g++) dst[Q6K_R_SCALES + 16 * g + r] = (uint8_t)x->scales[g];
             memcpy(dst + Q6K_R_D + 2 * r, &x->d, 2);
         }
@@ -262,7 +284,8 @@ static void repack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n
         for (int part = 0; part < 3; part++) {
             __m512i z[16];
             for (int r = 0; r < GEMM_ROWS; r++) {
-                const struct block_q6_k *x = (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
+                const struct block_q6_k *x =
+                    (const struct block_q6_k *)((const uint8_t *)w + (size_t)r * row_bytes) + i;
                 z[r] = _mm512_loadu_si512((const void *)(part < 2 ? x->ql + 64 * part : x->qh));
             }
             transpose16_epi32(z);
@@ -270,7 +293,8 @@ static void repack_q6_k(void *packed, const void *w, size_t row_bytes, int64_t n
                 /* ql dword 16 * part + c is (h = part, e = c % 8), first or second of its
                  * group; qh dword c is (h = c / 8, e = c % 8), third */
                 int group = part < 2 ? 8 * part + c % 8 : c, slot = part < 2 ? c / 8 : 2;
-                _mm512_store_si512((__m512i *)(dst + Q6K_R_Q + (size_t)group * Q6K_R_GROUP + 64 * slot), z[c]);
+                _mm512_store_si512(
+                    (__m512i *)(dst + Q6K_R_Q + (size_t)group * Q6K_R_GROUP + 64 * slot), z[c]);
             }
         }
     }
@@ -281,8 +305,10 @@ static inline __attribute__((always_inline)) __m512i q6_k_values(__m512i ql, __m
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512i lo = m >= 2 ? _mm512_srli_epi16(ql, 4) : ql;
-    __m512i hi = m == 0 ? _mm512_slli_epi16(qh, 4) : m == 1 ? _mm512_slli_epi16(qh, 2)
-                 : m == 2 ? qh : _mm512_srli_epi16(qh, 2);
+    __m512i hi = m == 0   ? _mm512_slli_epi16(qh, 4)
+                 : m == 1 ? _mm512_slli_epi16(qh, 2)
+                 : m == 2 ? qh
+                          : _mm512_srli_epi16(qh, 2);
     /* (lo & 0x0f) | (hi & 0x30) */
     return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, bits45), low4, 0xec);
 }
@@ -292,9 +318,9 @@ static inline __attribute__((always_inline)) __m512i q6_k_values(__m512i ql, __m
  * mins). One token (decoding) takes each ql / qh vector once for its four values; batches
  * take the values a sub-block at a time, which keeps 8 tokens' accumulators in registers. */
 static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t *packed,
-                                                                           const struct block_q8_k *const *y,
-                                                                           const int nt, int64_t n,
-                                                                           float *out, size_t out_stride)
+                                                                  const struct block_q8_k *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     __m512 acc[8];
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
@@ -317,11 +343,12 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
                     for (int m = 0; m < 4; m++) {
                         int k = 2 * m + e / 4;
                         sub[k] = _mm512_dpbusd_epi32(sub[k], q6_k_values(m % 2 ? qb : qa, qh, m),
-                                                     _mm512_set1_epi32((int)load_u32(a + 32 * m + 4 * e)));
+                                                     bcast4(a + 32 * m + 4 * e));
                     }
                 }
                 for (int k = 0; k < 8; k++) {
-                    __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + k))));
+                    __m512i sc = _mm512_cvtepi8_epi32(
+                        _mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + k))));
                     s1[0] = _mm512_add_epi32(s1[0], _mm512_mullo_epi32(sub[k], sc));
                 }
                 continue;
@@ -338,20 +365,26 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
                         __m512i v = q6_k_values(ql, qh, m);
 #pragma GCC unroll 8
                         for (int t = 0; t < nt; t++)
-                            sub[t] = _mm512_dpbusd_epi32(sub[t], v, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 128 * h + 32 * m + 4 * e)));
+                            sub[t] = _mm512_dpbusd_epi32(
+                                sub[t], v, bcast4(y[t][i].qs + 128 * h + 32 * m + 4 * e));
                     }
-                    __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + 2 * m + half))));
-                    for (int t = 0; t < nt; t++) s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], sc));
+                    __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(
+                        (const __m128i *)(src + Q6K_R_SCALES + 16 * (8 * h + 2 * m + half))));
+                    for (int t = 0; t < nt; t++)
+                        s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(sub[t], sc));
                 }
         }
 #pragma GCC unroll 8
         for (int p = 0; p < 8; p++) {
             /* scales 2p and 2p + 1 as an int16 pair, against two 16-value activation sums */
-            __m512i lo = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p))));
-            __m512i hi = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p + 1))));
-            __m512i pair = _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(hi, 16));
+            __m512i lo = _mm512_cvtepi8_epi32(
+                _mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p))));
+            __m512i hi = _mm512_cvtepi8_epi32(
+                _mm_load_si128((const __m128i *)(src + Q6K_R_SCALES + 16 * (2 * p + 1))));
+            __m512i pair = _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi32(0xffff)),
+                                           _mm512_slli_epi32(hi, 16));
             for (int t = 0; t < nt; t++)
-                s2[t] = _mm512_dpwssd_epi32(s2[t], pair, _mm512_set1_epi32((int)load_u32((const uint8_t *)&y[t][i].bsums[2 * p])));
+                s2[t] = _mm512_dpwssd_epi32(s2[t], pair, bcast4(&y[t][i].bsums[2 * p]));
         }
         __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q6K_R_D)));
         for (int t = 0; t < nt; t++) {
@@ -378,6 +411,7 @@ static inline int q32_block_weight_bytes(enum dtype type)
     return type == DTYPE_Q8_0 ? 8 * 64 : 4 * 64;
 }
 
+/* two blocks' weights, then their d (and Q4_1's m): 1088, 576 or 640 bytes, whole vectors */
 static inline size_t q32_pair_bytes(enum dtype type)
 {
     return (size_t)(2 * q32_block_weight_bytes(type) + (type == DTYPE_Q4_1 ? 128 : 64));
@@ -405,13 +439,14 @@ static size_t repacked_bytes_q4_1(int64_t n)
 
 /* Block i of a row: its weight bytes as the repacked form holds them (Q8_0's offset by 128),
  * 32 (Q8_0) or 16 bytes in the low half; its d and m. */
-static inline __attribute__((always_inline)) __m256i q32_row_block(const void *row, int64_t i,
-                                                                   enum dtype type, f16_t *d, f16_t *m)
+static inline __attribute__((always_inline)) __m256i
+q32_row_block(const void *row, int64_t i, enum dtype type, f16_t *d, f16_t *m)
 {
     if (type == DTYPE_Q8_0) {
         const struct block_q8_0 *b = (const struct block_q8_0 *)row + i;
         *d = b->d;
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs),
+                                _mm256_set1_epi8((char)0x80));
     }
     if (type == DTYPE_Q4_0) {
         const struct block_q4_0 *b = (const struct block_q4_0 *)row + i;
@@ -424,9 +459,8 @@ static inline __attribute__((always_inline)) __m256i q32_row_block(const void *r
     return _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
 }
 
-static inline __attribute__((always_inline)) void repack_q32(void *packed, const void *w,
-                                                             size_t row_bytes, int64_t n,
-                                                             enum dtype type)
+static inline __attribute__((always_inline)) void
+repack_q32(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtype type)
 {
     const int wb = q32_block_weight_bytes(type);
     int64_t nb = n / QK;
@@ -440,7 +474,8 @@ static inline __attribute__((always_inline)) void repack_q32(void *packed, const
             const void *row = (const uint8_t *)w + (size_t)r * row_bytes;
             f16_t m0 = 0, m1 = 0;
             __m256i b0 = q32_row_block(row, i, type, &d[r], &m0);
-            __m256i b1 = pair ? q32_row_block(row, i + 1, type, &d[GEMM_ROWS + r], &m1) : _mm256_setzero_si256();
+            __m256i b1 = pair ? q32_row_block(row, i + 1, type, &d[GEMM_ROWS + r], &m1)
+                              : _mm256_setzero_si256();
             if (type == DTYPE_Q4_1) m[r] = m0, m[GEMM_ROWS + r] = m1;
             /* dwords 0-7 block i, 8-15 block i + 1 (the 4-bit types fill 0-3 and 8-11) */
             z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
@@ -472,11 +507,9 @@ static void repack_q4_1(void *packed, const void *w, size_t row_bytes, int64_t n
     repack_q32(packed, w, row_bytes, n, DTYPE_Q4_1);
 }
 
-static inline __attribute__((always_inline)) void run_q32_tokens(const uint8_t *packed,
-                                                                          const struct block_q8a *const *y,
-                                                                          const int nt, int64_t n,
-                                                                          float *out, size_t out_stride,
-                                                                          enum dtype type)
+static inline __attribute__((always_inline)) void
+run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const int nt, int64_t n,
+               float *out, size_t out_stride, enum dtype type)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int wb = q32_block_weight_bytes(type);
@@ -498,17 +531,18 @@ static inline __attribute__((always_inline)) void run_q32_tokens(const uint8_t *
                 __m512i wv = _mm512_load_si512((const __m512i *)(wq + (size_t)g * 64));
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++)
-                    sum[t] = _mm512_dpbusd_epi32(sum[t], wv, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * g)));
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], wv, bcast4(y[t][i].qs + 4 * g));
             }
         } else {
 #pragma GCC unroll 4
             for (int e = 0; e < 4; e++) {
                 __m512i v = _mm512_load_si512((const __m512i *)(wq + (size_t)e * 64));
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i lo = _mm512_and_si512(v, m4),
+                        hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) {
-                    sum[t] = _mm512_dpbusd_epi32(sum[t], lo, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 4 * e)));
-                    sum[t] = _mm512_dpbusd_epi32(sum[t], hi, _mm512_set1_epi32((int)load_u32((const uint8_t *)y[t][i].qs + 16 + 4 * e)));
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], lo, bcast4(y[t][i].qs + 4 * e));
+                    sum[t] = _mm512_dpbusd_epi32(sum[t], hi, bcast4(y[t][i].qs + 16 + 4 * e));
                 }
             }
         }
@@ -525,36 +559,43 @@ static inline __attribute__((always_inline)) void run_q32_tokens(const uint8_t *
     }
     for (int t = 0; t < nt; t++) {
         __m512 *p = part[t];
-        __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[0], p[4]), _mm512_add_ps(p[2], p[6])),
-                                 _mm512_add_ps(_mm512_add_ps(p[1], p[5]), _mm512_add_ps(p[3], p[7])));
+        __m512 r =
+            _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[0], p[4]), _mm512_add_ps(p[2], p[6])),
+                          _mm512_add_ps(_mm512_add_ps(p[1], p[5]), _mm512_add_ps(p[3], p[7])));
         if (type == DTYPE_Q4_1) r = _mm512_add_ps(r, offs[t]);
         _mm512_storeu_ps(out + (size_t)t * out_stride, r);
     }
 }
 
-static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed, const struct block_q8a *const *y,
-                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed,
+                                                                  const struct block_q8a *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q8_0);
 }
 
-static inline __attribute__((always_inline)) void run_q4_0_tokens(const uint8_t *packed, const struct block_q8a *const *y,
-                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void run_q4_0_tokens(const uint8_t *packed,
+                                                                  const struct block_q8a *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_0);
 }
 
-static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t *packed, const struct block_q8a *const *y,
-                                                                           const int nt, int64_t n, float *out, size_t out_stride)
+static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t *packed,
+                                                                  const struct block_q8a *const *y,
+                                                                  const int nt, int64_t n,
+                                                                  float *out, size_t out_stride)
 {
     run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_1);
 }
 
 /* Tokens 8 at a time (the last group smaller), each count its own instance so that the
  * accumulators stay in registers. */
-#define RUN_TOKEN_GROUPS(name, tokens_fn, block)                                                        \
-    static void name(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,      \
-                     float *out, size_t out_stride)                                               \
+#define RUN_TOKEN_GROUPS(name, tokens_fn, block)                                                   \
+    static void name(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,       \
+                     float *out, size_t out_stride)                                                \
     {                                                                                              \
         for (int t0 = 0; t0 < n_tok; t0 += 8) {                                                    \
             const struct block *y[8];                                                              \
@@ -563,14 +604,30 @@ static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t 
                 y[t] = (const struct block *)((const uint8_t *)a + (size_t)(t0 + t) * stride);     \
             float *o = out + (size_t)t0 * out_stride;                                              \
             switch (nt) {                                                                          \
-            case 1: tokens_fn(packed, y, 1, n, o, out_stride); break;                              \
-            case 2: tokens_fn(packed, y, 2, n, o, out_stride); break;                              \
-            case 3: tokens_fn(packed, y, 3, n, o, out_stride); break;                              \
-            case 4: tokens_fn(packed, y, 4, n, o, out_stride); break;                              \
-            case 5: tokens_fn(packed, y, 5, n, o, out_stride); break;                              \
-            case 6: tokens_fn(packed, y, 6, n, o, out_stride); break;                              \
-            case 7: tokens_fn(packed, y, 7, n, o, out_stride); break;                              \
-            default: tokens_fn(packed, y, 8, n, o, out_stride); break;                             \
+            case 1:                                                                                \
+                tokens_fn(packed, y, 1, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 2:                                                                                \
+                tokens_fn(packed, y, 2, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 3:                                                                                \
+                tokens_fn(packed, y, 3, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 4:                                                                                \
+                tokens_fn(packed, y, 4, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 5:                                                                                \
+                tokens_fn(packed, y, 5, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 6:                                                                                \
+                tokens_fn(packed, y, 6, n, o, out_stride);                                         \
+                break;                                                                             \
+            case 7:                                                                                \
+                tokens_fn(packed, y, 7, n, o, out_stride);                                         \
+                break;                                                                             \
+            default:                                                                               \
+                tokens_fn(packed, y, 8, n, o, out_stride);                                         \
+                break;                                                                             \
             }                                                                                      \
         }                                                                                          \
     }
@@ -582,16 +639,15 @@ RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
 RUN_TOKEN_GROUPS(run_q4_0, run_q4_0_tokens, block_q8a)
 RUN_TOKEN_GROUPS(run_q4_1, run_q4_1_tokens, block_q8a)
 
-#define ROW_GEMM(type) {.repacked_bytes = repacked_bytes_##type, .repack = repack_##type, .run = run_##type}
+#define ROW_GEMM(type)                                                                             \
+    {                                                                                              \
+        .repacked_bytes = repacked_bytes_##type, .repack = repack_##type, .run = run_##type        \
+    }
 static const struct row_gemm gemm_q4_k = ROW_GEMM(q4_k), gemm_q5_k = ROW_GEMM(q5_k),
                              gemm_q6_k = ROW_GEMM(q6_k), gemm_q8_0 = ROW_GEMM(q8_0),
                              gemm_q4_0 = ROW_GEMM(q4_0), gemm_q4_1 = ROW_GEMM(q4_1);
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
-    [DTYPE_Q4_K] = &gemm_q4_k,
-    [DTYPE_Q5_K] = &gemm_q5_k,
-    [DTYPE_Q6_K] = &gemm_q6_k,
-    [DTYPE_Q8_0] = &gemm_q8_0,
-    [DTYPE_Q4_0] = &gemm_q4_0,
-    [DTYPE_Q4_1] = &gemm_q4_1,
+    [DTYPE_Q4_K] = &gemm_q4_k, [DTYPE_Q5_K] = &gemm_q5_k, [DTYPE_Q6_K] = &gemm_q6_k,
+    [DTYPE_Q8_0] = &gemm_q8_0, [DTYPE_Q4_0] = &gemm_q4_0, [DTYPE_Q4_1] = &gemm_q4_1,
 };

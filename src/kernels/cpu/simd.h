@@ -1,8 +1,10 @@
 /* Helpers the AVX2 and AVX-512 kernels share, so that kernels meant to compute alike do:
  * the one horizontal sum of 8 float lanes every SIMD kernel ends with (a fixed order of
- * additions), the K-quant super-block's float steps, and the unpacking of 32 four-bit
- * weights. Include only from files built with
- * AVX2 (the *_avx2.c and *_avx512.c kernels). */
+ * additions), the 8-vector integer reduction, the byte dot products, nibble and scale
+ * unpacking, and the float steps the dots and the row GEMMs (gemm_avx512.c) share: the
+ * K-quants' super-block finish (k_finish8) and the 32-element types' block steps
+ * (q32_dots). Include only from files built with AVX2 (the *_avx2.c and *_avx512.c
+ * kernels). */
 #ifndef KILN_KERNELS_CPU_SIMD_H
 #define KILN_KERNELS_CPU_SIMD_H
 
@@ -61,7 +63,8 @@ static inline __m256i pick_epi16(int k)
     return _mm256_set1_epi16((short)(0x0100 * (2 * k + 1) + 2 * k));
 }
 
-/* Sum of products of 32 signed bytes, as 8 int32 lanes (no byte of x may be -128). */
+/* Sum of products of 32 signed bytes, as 8 int32 lanes (a byte of y may be -128 only where
+ * x's is not negative: the activation encoders never write -128). */
 static inline __m256i dot_i8(__m256i x, __m256i y)
 {
     __m256i ax = _mm256_sign_epi8(x, x);
@@ -75,7 +78,7 @@ static inline __m256i dot_u8i8(__m256i x, __m256i y)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 }
 
-/* Activation row c of several stride bytes apart. */
+/* Activation row c of rows stride bytes apart. */
 #define ACT_ROW(a, stride, c) ((const struct block_q8a *)((const uint8_t *)(a) + (size_t)(c) * (stride)))
 
 /* Q6_K's 16 sub-block scales: sc16 holds them as int16 (vpmovsxbw of the 16 bytes). For half
@@ -167,8 +170,10 @@ static inline __attribute__((always_inline)) void k45_finish_group(const void *w
  *     part[b % 8] = fma(half(w.d) * a.d, (float)S_b, part[b % 8]),
  * which hsum_ps adds at the end; Q4_1's offsets are summed apart, offs = offs + half(w.m) *
  * a.sd block by block, and added last. A group of 8 blocks has its sums reduced together
- * (sum8_epi32) and its scales gathered into a vector in registers. (Through memory, eight
- * small stores then one wide load stall on store forwarding.) */
+ * (sum8_epi32) and its scales gathered into one vector. */
+
+/* Block i of a row: its 32 weights as bytes (signed for Q8_0 and Q4_0, unsigned for Q4_1),
+ * with its d and (Q4_1) m. */
 static inline __attribute__((always_inline)) __m256i q32_weights(const void *w, int64_t i,
                                                                  enum dtype type, float *dx,
                                                                  float *mx)
