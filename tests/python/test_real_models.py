@@ -9,11 +9,17 @@ from kiln_testing import fetch_model, run_kiln
 
 DATA = json.loads((pathlib.Path(__file__).parent / "data" / "real_models.json").read_text())
 # A step where llama.cpp's own top two logits are this close is a near tie: rounding
-# differences may pick either, and the continuations legitimately part there. Measured on
-# these Q4_1 / Q4_K_M files, kiln and llama.cpp part only at margins of 0.03-0.25 (llama.cpp
-# rounds K and V to F16 in its cache, kiln keeps F32); the synthetic README allows logit
-# differences up to 1.0 for quantized types, so 0.3 is the stricter bound.
-NEAR_TIE = 0.3
+# differences may pick either, and the continuations legitimately part there. Both
+# implementations quantize activations to 8 bits, which alone moves these files' logits by
+# more than this: kiln's Q4_K_M gemma3-270m logits, teacher-forced on these prompts, differ
+# from those of the same weights dequantized to F32 (`kiln quantize ... f32`) by 0.38-0.74 on
+# average per step (the largest over the top 40; up to 1.4 on the code prompt), and as much
+# before session 5's kernel changes as after them (measured then: 0.39 / 0.74 / 0.40 / 0.50
+# before, 0.38 / 0.71 / 0.41 / 0.50 after). llama.cpp also rounds K and V to F16 in its
+# cache, kiln keeps F32; the synthetic README allows differences up to 1.0 for quantized
+# types. Seen parting points: llama.cpp margins 0.03-0.25 until session 4; session 5's exact
+# K-quant sums moved two to 0.31 and 0.40 (kiln's own margins there: 0.015 and 0.017).
+NEAR_TIE = 0.5
 
 
 @pytest.fixture(scope="module", params=[d["model"] for d in DATA])
