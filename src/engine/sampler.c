@@ -2,6 +2,8 @@
  * top-k -> top-p -> min-p -> temperature -> draw. Contract: src/engine/sampler.h. */
 #include "engine/sampler.h"
 
+#include "model/ops.h"
+
 #include "base/status.h"
 
 #include <math.h>
@@ -156,8 +158,23 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
         return best;
     }
     int n = s->n_vocab;
-    for (int i = 0; i < n; i++) s->cands[i] = (struct sampler_candidate){i, logits[i]};
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    if (k == n && p->top_p >= 1.0f && p->min_p <= 0) {
+        /* the whole vocabulary, as the API's default sampling asks: softmax's vectorized exp
+         * in place (two passes of exp in double over 49152 logits were about 6 % of a
+         * serving step at 16 sequences), then one draw from the probabilities */
+        for (int i = 0; i < n; i++) logits[i] /= p->temperature;
+        softmax(logits, n);
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += logits[i];
+        double r = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) * sum, acc = 0;
+        for (int i = 0; i < n; i++) {
+            acc += logits[i];
+            if (r < acc) return i;
+        }
+        return n - 1;
+    }
+    for (int i = 0; i < n; i++) s->cands[i] = (struct sampler_candidate){i, logits[i]};
     /* Without top-k, sorting everything is only needed for top-p; min-p needs the max. */
     if (k < n || p->top_p < 1.0f)
         partial_sort(s->cands, n, k);
