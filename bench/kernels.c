@@ -3,12 +3,15 @@
  *   build/bench_kernels [type ...]      (default: q4_0 q4_1 q8_0 q4_k q5_k q6_k f16)
  *
  * gemv: a 96 MiB weight matrix (more than any L3 here) of 2048-wide rows against one
- *       activation row, as decoding a token reads it: rows/s and GB/s of weights; then the
- *       same number of rows from a 512 KiB slice that stays in L2 (the kernel's compute
- *       speed: where the two are close, the kernel, not memory, limits decoding).
+ *       activation row, as decoding a token reads it (through the row GEMM from the rows
+ *       repacked as at load, where the type has one; the dot otherwise): rows/s and GB/s of
+ *       weights; then the same number of rows from a 512 KiB slice that stays in L2 (the
+ *       kernel's compute speed: where the two are close, the kernel, not memory, limits
+ *       decoding).
  * tile: 64 rows x 2048 against 64 activation rows (in cache), through the row GEMM or the
- *       GEMM tile where the type has one (rows packed, or F16 / BF16 rows widened to floats,
- *       first, as matmul does; the dotn kernel otherwise), as prompt processing runs: GMAC/s.
+ *       float tile where the type has one (rows repacked, or F16 / BF16 rows widened to
+ *       floats, first, as matmul does; the dotn kernel otherwise), as prompt processing runs:
+ *       GMAC/s.
  * Best of 5 runs each. Use it to compare kernel changes A/B: whole-model numbers on a shared
  * machine move by 5 % from run to run; these move by about 1 %. */
 #include "base/clock.h"
@@ -74,11 +77,10 @@ static void bench_type(enum dtype t)
 
     int gemv_rows = (int)((96u << 20) / row_bytes) / GEMM_ROWS * GEMM_ROWS;
     char *w = quantized_rows(t, gemv_rows, row_bytes);
-    /* as matmul decodes: from the rows repacked at load where the type has that form */
-    bool repacked = k->gemm != NULL;
-    size_t block_bytes = repacked ? k->gemm->repacked_bytes(N) : 0;
-    char *rp = repacked ? aligned_alloc(64, block_bytes * (size_t)(gemv_rows / GEMM_ROWS)) : NULL;
-    for (int b = 0; repacked && b < gemv_rows / GEMM_ROWS; b++)
+    /* as matmul decodes: from the rows repacked at load where the type has a row GEMM */
+    size_t block_bytes = k->gemm ? k->gemm->repacked_bytes(N) : 0;
+    char *rp = k->gemm ? aligned_alloc(64, block_bytes * (size_t)(gemv_rows / GEMM_ROWS)) : NULL;
+    for (int b = 0; k->gemm && b < gemv_rows / GEMM_ROWS; b++)
         k->gemm->repack(rp + (size_t)b * block_bytes, w + (size_t)b * GEMM_ROWS * row_bytes, row_bytes, N);
     double runs[RUNS];
     /* gemv over rows 0 .. gemv_rows - 1, taken modulo `span` rows (all of them: from memory;
@@ -90,7 +92,7 @@ static void bench_type(enum dtype t)
         for (int run = 0; run < RUNS; run++) {
             double t0 = clock_seconds();
             float s = 0, res[GEMM_ROWS];
-            if (repacked) {
+            if (k->gemm) {
                 for (int r = 0; r < gemv_rows; r += GEMM_ROWS) {
                     k->gemm->run(rp + (size_t)((r % span) / GEMM_ROWS) * block_bytes, act, act_bytes, 1,
                                  N, res, GEMM_ROWS);

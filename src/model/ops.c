@@ -16,10 +16,6 @@ struct matmul_job {
 
 enum { ROW_TILE = 4 };
 
-/* Float rows (F32, or F16 / BF16 widened) for many tokens: the float activations of a long
- * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
- * into this thread's scratch) rather than once per row. Each output is still one dotn
- * column, so results do not depend on the batch. */
 /* Output row r for tokens t0 .. t1 - 1 from weight row `row` (as stored, or widened), by the
  * multi-column dot DOT_MAX_COLS tokens at a time. Inlined: decoding calls it once per row. */
 static inline __attribute__((always_inline)) void dotn_tokens(const struct matmul_job *j,
@@ -34,6 +30,10 @@ static inline __attribute__((always_inline)) void dotn_tokens(const struct matmu
     }
 }
 
+/* Float rows (F32, or F16 / BF16 widened) for many tokens: the float activations of a long
+ * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
+ * into this thread's scratch) rather than once per row. Each output is still one dotn
+ * column, so results do not depend on the batch. */
 static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1, float *scratch)
 {
     const struct weight *w = j->w;

@@ -22,32 +22,41 @@
 
 enum { LAYER_MATMULS = 10 };
 
+/* A matmul weight, and how many slices matmul takes of it (a stack of experts: n_expert). */
+struct matmul_weight {
+    struct weight *w;
+    int slices;
+};
+
 /* The matmul weights of a model: each layer's (the router, a handful of rows, is left to
  * dotn), then the output matrix. out holds n_layer * LAYER_MATMULS + 1. */
-static void matmul_weights(struct model *m, struct weight **out)
+static void matmul_weights(struct model *m, struct matmul_weight *out)
 {
-    int n = 0;
+    int n = 0, experts = m->hp.n_expert > 0 ? m->hp.n_expert : 1;
     for (int il = 0; il < m->hp.n_layer; il++) {
         struct layer *L = &m->layers[il];
-        struct weight *ws[LAYER_MATMULS] = {&L->wq,       &L->wk,       &L->wv,       &L->wo,
-                                            &L->ffn_gate, &L->ffn_up,   &L->ffn_down, &L->gate_exps,
-                                            &L->up_exps,  &L->down_exps};
-        for (int k = 0; k < LAYER_MATMULS; k++) out[n++] = ws[k];
+        const struct matmul_weight layer[LAYER_MATMULS] = {{&L->wq, 1},
+                                                           {&L->wk, 1},
+                                                           {&L->wv, 1},
+                                                           {&L->wo, 1},
+                                                           {&L->ffn_gate, 1},
+                                                           {&L->ffn_up, 1},
+                                                           {&L->ffn_down, 1},
+                                                           {&L->gate_exps, experts},
+                                                           {&L->up_exps, experts},
+                                                           {&L->down_exps, experts}};
+        for (int k = 0; k < LAYER_MATMULS; k++) out[n++] = layer[k];
     }
-    out[n] = &m->output;
+    out[n] = (struct matmul_weight){&m->output, 1};
 }
 
-/* Whether w gets a repacked form: a stack of experts only when each expert's slice is whole
- * blocks (expert_slice in forward.c could not use it otherwise). */
-static bool repackable(const struct model *m, const struct weight *w)
+/* Whether a weight gets a repacked form: a stack of experts only when each expert's slice is
+ * whole blocks (expert_slice in forward.c could not use it otherwise). */
+static bool repackable(struct matmul_weight mw)
 {
+    const struct weight *w = mw.w;
     if (!w->data || !w->kern || !w->kern->gemm || w->rows < GEMM_ROWS) return false;
-    bool stacked = false;
-    for (int il = 0; il < m->hp.n_layer && !stacked; il++) {
-        const struct layer *L = &m->layers[il];
-        stacked = w == &L->gate_exps || w == &L->up_exps || w == &L->down_exps;
-    }
-    return !stacked || (w->rows / m->hp.n_expert) % GEMM_ROWS == 0;
+    return mw.slices == 1 || (w->rows / mw.slices) % GEMM_ROWS == 0;
 }
 
 struct repack_job {
@@ -78,14 +87,14 @@ static void release_pages(const struct weight *w)
 kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
 {
     int n = m->hp.n_layer * LAYER_MATMULS + 1;
-    struct weight **ws = malloc((size_t)n * sizeof *ws);
+    struct matmul_weight *ws = malloc((size_t)n * sizeof *ws);
     if (!ws) return kiln_fail(err, KILN_ENOMEM, "out of memory repacking weights");
     matmul_weights(m, ws);
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (repackable(m, ws[i]))
-            total +=
-                (size_t)(ws[i]->rows / GEMM_ROWS) * ws[i]->kern->gemm->repacked_bytes(ws[i]->cols);
+        if (repackable(ws[i]))
+            total += (size_t)(ws[i].w->rows / GEMM_ROWS) *
+                     ws[i].w->kern->gemm->repacked_bytes(ws[i].w->cols);
     if (total == 0) {
         free(ws);
         return KILN_OK;
@@ -98,8 +107,8 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
     }
     size_t used = 0;
     for (int i = 0; i < n; i++) {
-        struct weight *w = ws[i];
-        if (!repackable(m, w)) continue;
+        if (!repackable(ws[i])) continue;
+        struct weight *w = ws[i].w;
         struct repack_job job = {w, arena + used, w->kern->gemm->repacked_bytes(w->cols)};
         pool_run(m->pool, repack_worker, &job);
         w->repacked = job.dst;

@@ -140,35 +140,6 @@ static void test_simd_dots_match_reference(void)
     }
 }
 
-/* The AVX-512 Q4_K dot (dpwssd) gives exactly the AVX2 one's result: the same steps, other
- * instructions. (Types without an AVX-512 dot of their own use AVX2's.) */
-static void test_avx512_dots_equal_avx2(void)
-{
-    if (cpu_best_isa() < ISA_AVX512) return;
-    enum { N = 2816 };
-    static uint8_t w[N * 4], a[N * 4];
-    static float x[N];
-    int own = 0;
-    for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
-        enum dtype t = weight_types[k];
-        const struct dot_kernel *k2 = dot_kernel_at(t, ISA_AVX2), *k5 = dot_kernel_at(t, ISA_AVX512);
-        if (k5->dot == k2->dot) continue; /* the same function: nothing to compare */
-        /* Q4_0 / Q4_1 take other steps at AVX-512 by design (simd.h's q32_dots, for their row
-         * GEMMs): test_simd_dots_match_reference checks them against the reference */
-        if (t == DTYPE_Q4_0 || t == DTYPE_Q4_1) continue;
-        own++;
-        for (int trial = 0; trial < 4; trial++) {
-            random_row(t, w, N);
-            for (int64_t i = 0; i < N; i++) x[i] = next_f() * (i % 7 == 0 ? 20.f : 1.f) - 0.5f;
-            act_encode(k2->act, a, x, N);
-            float v2 = k2->dot(w, a, N), v5 = k5->dot(w, a, N);
-            CHECK(memcmp(&v2, &v5, sizeof v2) == 0, "%s: avx512 %.9g vs avx2 %.9g",
-                  dtype_get(t)->name, v5, v2);
-        }
-    }
-    CHECK(own >= 1, "no AVX-512 dot of its own was compared");
-}
-
 /* A multi-column kernel gives each column exactly (bit for bit) what the single-column dot
  * gives it: batching must never change a result. */
 static void test_multi_column_dots_equal_single(void)
@@ -531,7 +502,6 @@ int main(void)
     RUN(test_f16_conversion_roundtrips);
     RUN(test_dot_ref_matches_dequantized_sum);
     RUN(test_simd_dots_match_reference);
-    RUN(test_avx512_dots_equal_avx2);
     RUN(test_multi_column_dots_equal_single);
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);

@@ -99,9 +99,8 @@ extern const dot_fn dot_table_avx512[DTYPE_COUNT];
 extern const dotn_fn dotn_table_avx2[DTYPE_COUNT];
 extern const widen_fn widen_table_avx2[DTYPE_COUNT];
 extern const dot_rows_fn dot_rows_table_avx2[DTYPE_COUNT];
-/* AVX-512 has its own single-row dots where they paid (Q4_K: the same results as AVX2's) or
- * where its row GEMMs need other steps than the AVX2 dot takes (Q4_0, Q4_1); the other types
- * fall back to AVX2. */
+/* AVX-512 has its own single-row dots only where its row GEMMs need other steps than the
+ * AVX2 dot takes (Q4_0, Q4_1); the other types fall back to AVX2. */
 extern const dotn_fn dotn_table_avx512[DTYPE_COUNT];
 extern const dot_tile_fn tile_f32_avx512;
 extern const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT];

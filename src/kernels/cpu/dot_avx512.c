@@ -1,6 +1,8 @@
 /* AVX-512 kernels: the GEMM tile for batches of float rows, each output bit for bit the
- * single-token AVX2 dot's; and the single-row dots AVX-512 has of its own (Q4_K's, and
- * Q4_0's and Q4_1's in the block steps of their row GEMMs).
+ * single-token AVX2 dot's; and the single-row dots AVX-512 has of its own, Q4_0's and Q4_1's
+ * in the block steps of their row GEMMs. (Every other type's dot is AVX2's: the quantized
+ * matmuls decode through the row GEMMs, so a dot of their own would serve only the rows past
+ * the last block of 16.)
  *
  * Float tile: TILE_ROWS float weight rows (F32, or F16 / BF16 widened) against
  * TILE_COLS activation rows, all full-length dots, with 24 zmm accumulators in registers.
@@ -69,63 +71,6 @@ static inline __attribute__((always_inline)) void dotn_q4_1_cols(const void *w, 
 
 COLUMN_DISPATCH(dotn_q4_1, dot_q4_1)
 
-/* Q4_K dots of one row against 1..DOT_MAX_COLS activation rows (decoding): dotn_q4_k of
- * dot_avx2.c with VNNI's dpwssd (multiply by the sub-block scale and accumulate in one) for
- * its madd + add. The integer sums are the same integers, and the float steps are simd.h's
- * k45_finish_group, so the results are the same bits. */
-static inline __attribute__((always_inline)) void dotn_q4_k_group(const struct block_q4_k *x,
-                                                                  const struct block_q8_k *const *y,
-                                                                  const int nc, int64_t i0,
-                                                                  const int m, float *acc)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i s1p[DOT_MAX_COLS][8];
-    for (int k = 0; k < m; k++) {
-        int64_t i = i0 + k;
-        uint8_t sc[8], mn[8];
-        k4_unpack_scales(x[i].scales, sc, mn);
-        __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
-        __m256i sumi[DOT_MAX_COLS];
-        for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
-            __m256i lo = _mm256_and_si256(q, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i s0 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j));
-            __m256i s1 = _mm256_shuffle_epi8(sc16, pick_epi16(2 * j + 1));
-            for (int c = 0; c < nc; c++) {
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j));
-                __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[c][i].qs + 64 * j + 32));
-                sumi[c] = _mm256_dpwssd_epi32(sumi[c], _mm256_maddubs_epi16(lo, y0), s0);
-                sumi[c] = _mm256_dpwssd_epi32(sumi[c], _mm256_maddubs_epi16(hi, y1), s1);
-            }
-        }
-        for (int c = 0; c < nc; c++) s1p[c][k] = sumi[c];
-    }
-    for (int c = 0; c < nc; c++) k45_finish_group(x, false, y[c], i0, m, s1p[c], &acc[c]);
-}
-
-static inline __attribute__((always_inline)) void dotn_q4_k_cols(const void *w, const void *a,
-                                                                 size_t stride, const int nc,
-                                                                 int64_t n, float *out)
-{
-    const struct block_q8_k *y[DOT_MAX_COLS];
-    float acc[DOT_MAX_COLS];
-    for (int c = 0; c < nc; c++) {
-        y[c] = (const struct block_q8_k *)((const uint8_t *)a + (size_t)c * stride);
-        acc[c] = 0;
-    }
-    int64_t nb = n / QK_K, i0 = 0;
-    for (; i0 + 8 <= nb; i0 += 8) dotn_q4_k_group(w, y, nc, i0, 8, acc);
-    if (i0 < nb) dotn_q4_k_group(w, y, nc, i0, (int)(nb - i0), acc);
-    for (int c = 0; c < nc; c++) out[c] = acc[c];
-}
-
-COLUMN_DISPATCH(dotn_q4_k, dot_q4_k)
-
-const dot_fn dot_table_avx512[DTYPE_COUNT] = {
-    [DTYPE_Q4_0] = dot_q4_0, [DTYPE_Q4_1] = dot_q4_1, [DTYPE_Q4_K] = dot_q4_k};
-const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {
-    [DTYPE_Q4_0] = dotn_q4_0, [DTYPE_Q4_1] = dotn_q4_1, [DTYPE_Q4_K] = dotn_q4_k};
+const dot_fn dot_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_0] = dot_q4_0, [DTYPE_Q4_1] = dot_q4_1};
+const dotn_fn dotn_table_avx512[DTYPE_COUNT] = {[DTYPE_Q4_0] = dotn_q4_0, [DTYPE_Q4_1] = dotn_q4_1};
 

@@ -73,12 +73,21 @@ static inline __attribute__((always_inline)) void transpose16_epi32(__m512i z[16
  * (0, g) vectors, which decoding reads first, the 6-bit scales and mins unpacked to a byte
  * per row and sub-block, and d and dmin as stored: 2368 / 2880 bytes for 16 rows, 2.8 % /
  * 2.3 % more than the rows themselves, so decoding streams about as many bytes, in order.
- * Every token count (one while decoding, or a batch) runs as run_q45_k does. */
-enum { K45_R_Q5_GROUP = 128 }; /* Q5_K's (0, g) vector and qh vector g, together */
+ * One token (decoding) and batches run the same code, run_q45_k_tokens. */
+enum {
+    K45_R_QS = 32 * 64,   /* the nibbles' vectors (p, g) */
+    K45_R_QH = 8 * 64,    /* Q5_K's fifth bits' vectors g */
+    K45_R_Q5_GROUP = 128, /* Q5_K's (0, g) vector and qh vector g, together */
+    K45_R_SCALES_MINS = 2 * 8 * 16,
+    K45_R_D_DMIN = 2 * 16 * 2,
+};
+/* every repacked unit a whole number of vectors, so the runs' aligned loads stay aligned */
+_Static_assert((K45_R_QS + K45_R_SCALES_MINS + K45_R_D_DMIN) % 64 == 0 && K45_R_QH % 64 == 0,
+               "Q4_K / Q5_K repacked size");
 
 static inline size_t k45_r_weights_bytes(bool q5)
 {
-    return 32 * 64 + (q5 ? 8 * 64 : 0);
+    return K45_R_QS + (q5 ? K45_R_QH : 0);
 }
 
 /* Offsets in a repacked super-block: weight vector (p, g), qh vector g (Q5_K), the rest. */
@@ -106,25 +115,17 @@ static inline size_t k45_r_mins(bool q5)
 
 static inline size_t k45_r_d(bool q5)
 {
-    return k45_r_mins(q5) + 8 * 16;
+    return k45_r_weights_bytes(q5) + K45_R_SCALES_MINS;
 }
 
 static inline size_t k45_r_bytes(bool q5)
 {
-    return k45_r_d(q5) + 2 * 16 * 2;
-}
-/* every repacked unit a whole number of vectors, so the runs' aligned loads stay aligned */
-_Static_assert((32 * 64 + 2 * 8 * 16 + 2 * 16 * 2) % 64 == 0, "Q4_K repacked size");
-_Static_assert((32 * 64 + 8 * 64 + 2 * 8 * 16 + 2 * 16 * 2) % 64 == 0, "Q5_K repacked size");
-
-static size_t repacked_bytes_q4_k(int64_t n)
-{
-    return (size_t)(n / QK_K) * k45_r_bytes(false);
+    return k45_r_weights_bytes(q5) + K45_R_SCALES_MINS + K45_R_D_DMIN;
 }
 
-static size_t repacked_bytes_q5_k(int64_t n)
+static inline size_t repacked_bytes_q45_k(int64_t n, bool q5)
 {
-    return (size_t)(n / QK_K) * k45_r_bytes(true);
+    return (size_t)(n / QK_K) * k45_r_bytes(q5);
 }
 
 static inline __attribute__((always_inline)) void repack_q45_k(void *packed, const void *w,
@@ -162,16 +163,6 @@ static inline __attribute__((always_inline)) void repack_q45_k(void *packed, con
             }
         }
     }
-}
-
-static void repack_q4_k(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    repack_q45_k(packed, w, row_bytes, n, false);
-}
-
-static void repack_q5_k(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    repack_q45_k(packed, w, row_bytes, n, true);
 }
 
 /* nt (<= 8) tokens against repacked Q4_K / Q5_K rows. Per super-block s1 = the sum over
@@ -228,22 +219,6 @@ run_q45_k_tokens(const uint8_t *packed, const struct block_q8_k *const *y, const
         for (int t = 0; t < nt; t++) acc[t] = k_finish16(acc[t], s1[t], s2[t], d, dmin, y[t][i].d);
     }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
-}
-
-static inline __attribute__((always_inline)) void run_q4_k_tokens(const uint8_t *packed,
-                                                                  const struct block_q8_k *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    run_q45_k_tokens(packed, y, nt, n, out, out_stride, false);
-}
-
-static inline __attribute__((always_inline)) void run_q5_k_tokens(const uint8_t *packed,
-                                                                  const struct block_q8_k *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    run_q45_k_tokens(packed, y, nt, n, out, out_stride, true);
 }
 
 /* Q6_K rows repacked once at load, GEMM_ROWS at a time: per super-block ql and qh as stored
@@ -389,9 +364,8 @@ static inline __attribute__((always_inline)) void run_q6_k_tokens(const uint8_t 
         __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(src + Q6K_R_D)));
         for (int t = 0; t < nt; t++) {
             __m512i s = _mm512_sub_epi32(s1[t], _mm512_slli_epi32(s2[t], 5));
-            /* a.d * (d * s - 0 * 0): simd.h's steps without mins, where x - 0 is x */
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_set1_ps(y[t][i].d),
-                                                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(s))));
+            acc[t] =
+                k_finish16(acc[t], s, _mm512_setzero_si512(), d, _mm512_setzero_ps(), y[t][i].d);
         }
     }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
@@ -420,21 +394,6 @@ static inline size_t q32_pair_bytes(enum dtype type)
 static inline __attribute__((always_inline)) size_t repacked_bytes_q32(int64_t n, enum dtype type)
 {
     return (size_t)((n / QK + 1) / 2) * q32_pair_bytes(type);
-}
-
-static size_t repacked_bytes_q8_0(int64_t n)
-{
-    return repacked_bytes_q32(n, DTYPE_Q8_0);
-}
-
-static size_t repacked_bytes_q4_0(int64_t n)
-{
-    return repacked_bytes_q32(n, DTYPE_Q4_0);
-}
-
-static size_t repacked_bytes_q4_1(int64_t n)
-{
-    return repacked_bytes_q32(n, DTYPE_Q4_1);
 }
 
 /* Block i of a row: its weight bytes as the repacked form holds them (Q8_0's offset by 128),
@@ -490,21 +449,6 @@ repack_q32(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtype 
             _mm512_store_si512((__m512i *)(dst + (size_t)block * wb + (size_t)g * 64), z[c]);
         }
     }
-}
-
-static void repack_q8_0(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    repack_q32(packed, w, row_bytes, n, DTYPE_Q8_0);
-}
-
-static void repack_q4_0(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    repack_q32(packed, w, row_bytes, n, DTYPE_Q4_0);
-}
-
-static void repack_q4_1(void *packed, const void *w, size_t row_bytes, int64_t n)
-{
-    repack_q32(packed, w, row_bytes, n, DTYPE_Q4_1);
 }
 
 static inline __attribute__((always_inline)) void
@@ -567,35 +511,19 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
     }
 }
 
-static inline __attribute__((always_inline)) void run_q8_0_tokens(const uint8_t *packed,
-                                                                  const struct block_q8a *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q8_0);
-}
-
-static inline __attribute__((always_inline)) void run_q4_0_tokens(const uint8_t *packed,
-                                                                  const struct block_q8a *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_0);
-}
-
-static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t *packed,
-                                                                  const struct block_q8a *const *y,
-                                                                  const int nt, int64_t n,
-                                                                  float *out, size_t out_stride)
-{
-    run_q32_tokens(packed, y, nt, n, out, out_stride, DTYPE_Q4_1);
-}
-
-/* Tokens 8 at a time (the last group smaller), each count its own instance so that the
+/* A type's row GEMM from the generic functions above and their variant argument (q5, the
+ * type, or none): the repacked size, the repacking, and the run, which takes tokens 8 at a
+ * time (the last group smaller), each count its own instance of tokens_fn so that its
  * accumulators stay in registers. */
-#define RUN_TOKEN_GROUPS(name, tokens_fn, block)                                                   \
-    static void name(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,       \
-                     float *out, size_t out_stride)                                                \
+// clang-format off
+#define ROW_GEMM(name, block, bytes_fn, repack_fn, tokens_fn, ...)                                 \
+    static size_t name##_bytes(int64_t n) { return bytes_fn(n, ##__VA_ARGS__); }                   \
+    static void name##_repack(void *packed, const void *w, size_t row_bytes, int64_t n)            \
+    {                                                                                              \
+        repack_fn(packed, w, row_bytes, n, ##__VA_ARGS__);                                         \
+    }                                                                                              \
+    static void name##_run(const void *packed, const void *a, size_t stride, int n_tok, int64_t n, \
+                           float *out, size_t out_stride)                                          \
     {                                                                                              \
         for (int t0 = 0; t0 < n_tok; t0 += 8) {                                                    \
             const struct block *y[8];                                                              \
@@ -604,48 +532,26 @@ static inline __attribute__((always_inline)) void run_q4_1_tokens(const uint8_t 
                 y[t] = (const struct block *)((const uint8_t *)a + (size_t)(t0 + t) * stride);     \
             float *o = out + (size_t)t0 * out_stride;                                              \
             switch (nt) {                                                                          \
-            case 1:                                                                                \
-                tokens_fn(packed, y, 1, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 2:                                                                                \
-                tokens_fn(packed, y, 2, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 3:                                                                                \
-                tokens_fn(packed, y, 3, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 4:                                                                                \
-                tokens_fn(packed, y, 4, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 5:                                                                                \
-                tokens_fn(packed, y, 5, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 6:                                                                                \
-                tokens_fn(packed, y, 6, n, o, out_stride);                                         \
-                break;                                                                             \
-            case 7:                                                                                \
-                tokens_fn(packed, y, 7, n, o, out_stride);                                         \
-                break;                                                                             \
-            default:                                                                               \
-                tokens_fn(packed, y, 8, n, o, out_stride);                                         \
-                break;                                                                             \
+            case 1: tokens_fn(packed, y, 1, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 2: tokens_fn(packed, y, 2, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 3: tokens_fn(packed, y, 3, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 4: tokens_fn(packed, y, 4, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 5: tokens_fn(packed, y, 5, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 6: tokens_fn(packed, y, 6, n, o, out_stride, ##__VA_ARGS__); break;               \
+            case 7: tokens_fn(packed, y, 7, n, o, out_stride, ##__VA_ARGS__); break;               \
+            default: tokens_fn(packed, y, 8, n, o, out_stride, ##__VA_ARGS__); break;              \
             }                                                                                      \
         }                                                                                          \
-    }
+    }                                                                                              \
+    static const struct row_gemm name = {name##_bytes, name##_repack, name##_run};
+// clang-format on
 
-RUN_TOKEN_GROUPS(run_q4_k, run_q4_k_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q5_k, run_q5_k_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q6_k, run_q6_k_tokens, block_q8_k)
-RUN_TOKEN_GROUPS(run_q8_0, run_q8_0_tokens, block_q8a)
-RUN_TOKEN_GROUPS(run_q4_0, run_q4_0_tokens, block_q8a)
-RUN_TOKEN_GROUPS(run_q4_1, run_q4_1_tokens, block_q8a)
-
-#define ROW_GEMM(type)                                                                             \
-    {                                                                                              \
-        .repacked_bytes = repacked_bytes_##type, .repack = repack_##type, .run = run_##type        \
-    }
-static const struct row_gemm gemm_q4_k = ROW_GEMM(q4_k), gemm_q5_k = ROW_GEMM(q5_k),
-                             gemm_q6_k = ROW_GEMM(q6_k), gemm_q8_0 = ROW_GEMM(q8_0),
-                             gemm_q4_0 = ROW_GEMM(q4_0), gemm_q4_1 = ROW_GEMM(q4_1);
+ROW_GEMM(gemm_q4_k, block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, false)
+ROW_GEMM(gemm_q5_k, block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, true)
+ROW_GEMM(gemm_q6_k, block_q8_k, repacked_bytes_q6_k, repack_q6_k, run_q6_k_tokens)
+ROW_GEMM(gemm_q8_0, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q8_0)
+ROW_GEMM(gemm_q4_0, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_0)
+ROW_GEMM(gemm_q4_1, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_1)
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k, [DTYPE_Q5_K] = &gemm_q5_k, [DTYPE_Q6_K] = &gemm_q6_k,

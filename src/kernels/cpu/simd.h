@@ -8,6 +8,7 @@
 #ifndef KILN_KERNELS_CPU_SIMD_H
 #define KILN_KERNELS_CPU_SIMD_H
 
+#include "kernels/cpu/dot.h"
 #include "tensor/quant.h"
 
 #include <immintrin.h>
@@ -201,8 +202,8 @@ static inline __attribute__((always_inline)) void q32_group(const void *w, const
                                                             enum dtype type, __m256 *part,
                                                             float *offs)
 {
-    __m256i p[4][8];
-    float scale[4][8];
+    __m256i p[DOT_MAX_COLS][8];
+    float scale[DOT_MAX_COLS][8];
     for (int k = 0; k < 8; k++) {
         if (k >= m) {
             for (int c = 0; c < nc; c++) p[c][k] = _mm256_setzero_si256(), scale[c][k] = 0;
@@ -225,13 +226,13 @@ static inline __attribute__((always_inline)) void q32_group(const void *w, const
     }
 }
 
-/* A row against nc (<= 4) activation rows stride bytes apart: out[c]. */
+/* A row against nc (<= DOT_MAX_COLS) activation rows stride bytes apart: out[c]. */
 static inline __attribute__((always_inline)) void q32_dots(const void *w, const void *a,
                                                            size_t stride, const int nc, int64_t n,
                                                            float *out, enum dtype type)
 {
-    __m256 part[4];
-    float offs[4];
+    __m256 part[DOT_MAX_COLS];
+    float offs[DOT_MAX_COLS];
     for (int c = 0; c < nc; c++) part[c] = _mm256_setzero_ps(), offs[c] = 0;
     int64_t nb = n / QK, i0 = 0;
     for (; i0 + 8 <= nb; i0 += 8) q32_group(w, a, stride, nc, i0, 8, type, part, offs);
