@@ -90,6 +90,14 @@ typedef struct kiln_context kiln_context; /* one sequence: its KV cache and scra
  * capped at 4096). One thread at a time per context. KILN_EUNSUPP for an encoder model. */
 kiln_status kiln_context_new(kiln_model *model, int32_t n_ctx, kiln_context **out,
                              struct kiln_err *err);
+/* The same with more settings; zero fields take kiln_context_new's defaults. KILN_EINVAL for
+ * a KV cache type other than these. */
+struct kiln_context_params {
+    int32_t n_ctx;
+    const char *kv_cache_type; /* "f16" (default), "q8_0" or "f32" */
+};
+kiln_status kiln_context_new_with(kiln_model *model, const struct kiln_context_params *params,
+                                  kiln_context **out, struct kiln_err *err);
 void kiln_context_free(kiln_context *ctx);
 /* Forgets every token evaluated so far. */
 void kiln_context_reset(kiln_context *ctx);

@@ -45,6 +45,9 @@ struct cli_opts {
 bool cli_parse(struct cli_opts *o, int argc, char **argv);
 /* Opens o->model_path, printing the error. */
 kiln_model *cli_open_model(const struct cli_opts *o);
+/* A context of n_ctx tokens with o's KV cache type (--kv-cache-type). */
+kiln_status cli_context_new(kiln_model *m, const struct cli_opts *o, int32_t n_ctx,
+                            kiln_context **ctx, struct kiln_err *err);
 /* Tokenizes o->prompt (BOS/EOS unless --no-special); returns a malloc'd array, or NULL after
  * printing the problem. */
 int32_t *cli_tokenize_prompt(kiln_model *m, const struct cli_opts *o, size_t *n);

@@ -136,7 +136,7 @@ int cmd_bench(struct cli_opts *o)
     int32_t *tokens = malloc((size_t)n_pp * sizeof *tokens);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     if (!tokens || !logits ||
-        kiln_context_new(m, n_pp > n_tg ? n_pp : n_tg, &ctx, &err) != KILN_OK) {
+        cli_context_new(m, o, n_pp > n_tg ? n_pp : n_tg, &ctx, &err) != KILN_OK) {
         fprintf(stderr, "kiln bench: %s\n", err.msg[0] ? err.msg : "out of memory");
         kiln_model_free(m);
         return 1;

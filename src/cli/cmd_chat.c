@@ -34,7 +34,7 @@ int cmd_chat(struct cli_opts *o)
     bool fallback;
     int rc = 1;
     if (chat_template_load(m, o->model_path, o->chat_template, &tpl, &fallback, &err) != KILN_OK ||
-        kiln_context_new(m, o->n_ctx, &ctx, &err) != KILN_OK) {
+        cli_context_new(m, o, o->n_ctx, &ctx, &err) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg);
         goto done;
     }

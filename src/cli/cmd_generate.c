@@ -30,7 +30,7 @@ int cmd_generate(struct cli_opts *o)
     size_t n = 0;
     int32_t *ids = cli_tokenize_prompt(m, o, &n);
     if (!ids) goto done;
-    if (kiln_context_new(m, o->n_ctx, &ctx, &err) != KILN_OK) {
+    if (cli_context_new(m, o, o->n_ctx, &ctx, &err) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg);
         goto done;
     }

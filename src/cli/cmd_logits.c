@@ -106,7 +106,7 @@ int cmd_logits(struct cli_opts *o)
     float *logits = ids ? malloc(n * (size_t)n_vocab * sizeof(float)) : NULL;
     struct pair *scratch = malloc((size_t)n_vocab * sizeof *scratch);
     if (!ids || !logits || !scratch) goto done;
-    if (kiln_context_new(m, (int32_t)(n + (size_t)o->n_predict + 1), &ctx, &err) != KILN_OK ||
+    if (cli_context_new(m, o, (int32_t)(n + (size_t)o->n_predict + 1), &ctx, &err) != KILN_OK ||
         kiln_eval(ctx, ids, n, true, logits, &err) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err.msg);
         goto done;

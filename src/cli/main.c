@@ -206,6 +206,13 @@ bool cli_parse(struct cli_opts *o, int argc, char **argv)
     return true;
 }
 
+kiln_status cli_context_new(kiln_model *m, const struct cli_opts *o, int32_t n_ctx,
+                            kiln_context **ctx, struct kiln_err *err)
+{
+    struct kiln_context_params p = {.n_ctx = n_ctx, .kv_cache_type = o->kv_cache_type};
+    return kiln_context_new_with(m, &p, ctx, err);
+}
+
 kiln_model *cli_open_model(const struct cli_opts *o)
 {
     if (!o->model_path) {

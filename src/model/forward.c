@@ -32,7 +32,10 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->key_dot = dot_kernel_for(type == DTYPE_Q8_0 ? DTYPE_F32 : type);
     kv->axpy_f16 = axpy_f16_for_cpu();
     kv->axpy_f32 = axpy_f32_for_cpu();
-    kv->axpy_rows = type == DTYPE_Q8_0 ? NULL : axpy_rows_for_cpu(type == DTYPE_F16);
+    kv->axpy_rows = axpy_rows_for_cpu(type);
+    kv->key_rows = type != DTYPE_Q8_0       ? kv->key_dot->rows
+                   : cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2
+                                                : NULL;
     /* calloc: pages the cache never touches are never backed by memory */
     kv->k = calloc(bytes ? bytes : 1, 1);
     kv->v = calloc(bytes ? bytes : 1, 1);
@@ -145,8 +148,9 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
  * a part of it when there are too few units for the threads, as when decoding one token):
  * for each of those heads, scores over the visible positions, softmax, weighted sum of
  * values. The heads go through each KV block one after another while it is in L1, so keys
- * and values are read from memory once per unit, not once per head (a Q8_0 row is
- * dequantized once for all of them). Each unit reads only its own token's query and
+ * and values are read from memory once per unit, not once per head. The rows forms take a
+ * block's positions in one call; Q8_0 rows are read in place by them, and expanded to floats
+ * once per row for all the heads only where there is no rows form (no AVX2). Each unit reads only its own token's query and
  * sequence, and each head's arithmetic is its own, so the result never depends on the rest
  * of the batch or on how the heads are grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
@@ -159,8 +163,7 @@ static void attention_worker(void *ctx, int ith, int nth)
     size_t qd = (size_t)hp->n_head * hd, max_pos = (size_t)s->max_pos;
     float *scores = s->scores + (size_t)ith * ((size_t)group * max_pos + (size_t)hd);
     float *tmp = scores + (size_t)group * max_pos;
-    bool expand = kv->type == DTYPE_Q8_0;
-    bool key_rows = kv->key_dot->rows && !expand;
+    bool key_rows = kv->key_rows != NULL;
     /* at least two units per thread where the heads allow it */
     int per_kv = j->b->n * hp->n_head_kv;
     int parts = per_kv >= 2 * nth ? 1 : (2 * nth + per_kv - 1) / per_kv;
@@ -181,12 +184,13 @@ static void attention_worker(void *ctx, int ith, int nth)
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
             for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
+                bool expand = !key_rows && kv->type == DTYPE_Q8_0;
                 if (expand) dequantize_row(kv->type, tmp, k, hd);
                 for (int h = h0; h < h1; h++) {
                     const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
                     float *sc = scores + (size_t)(h - h0) * max_pos + (p - lo);
                     if (key_rows)
-                        kv->key_dot->rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
+                        kv->key_rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
                     else
                         sc[i] = kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
                 }
@@ -202,7 +206,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
-                if (expand) dequantize_row(kv->type, tmp, v, hd);
+                if (!kv->axpy_rows && kv->type == DTYPE_Q8_0) dequantize_row(kv->type, tmp, v, hd);
                 for (int h = h0; h < h1; h++) {
                     float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
                     const float *w = scores + (size_t)(h - h0) * max_pos + (p - lo);

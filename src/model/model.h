@@ -121,9 +121,10 @@ struct kv_store {
     uint8_t *k, *v;    /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows */
     /* how the attention reads this type, resolved once for this CPU */
     const struct dot_kernel *key_dot; /* F16 / F32 keys in place; Q8_0 keys once expanded */
+    dot_rows_fn key_rows;   /* keys a block at a time (Q8_0 ones in place), or NULL */
     axpy_f16_fn axpy_f16;
     axpy_f32_fn axpy_f32;
-    axpy_rows_fn axpy_rows; /* F16 / F32 values a block at a time, or NULL */
+    axpy_rows_fn axpy_rows; /* values a block at a time (Q8_0 ones in place), or NULL */
 };
 
 /* Allocates n_blocks blocks of type (F32, F16, or Q8_0 when n_head_kv * head_dim is a

@@ -138,10 +138,27 @@ static void test_q8_0_cache_is_exact_too(void)
         CHECK(together[i].n_tokens == N_GEN &&
               !memcmp(together[i].tokens, solo[i].tokens, N_GEN * sizeof(int32_t)),
               "sequence %d differs batched with a Q8_0 cache", i);
+    /* the single-sequence API with a Q8_0 cache decodes request 0 (greedy) alike */
+    kiln_context *ctx = NULL;
+    struct kiln_context_params cp = {.n_ctx = 256, .kv_cache_type = "q8_0"};
+    int32_t n_vocab = kiln_model_n_vocab(model), tok = -1;
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    CHECK(logits && kiln_context_new_with(model, &cp, &ctx, &err) == KILN_OK, "%s", err.msg);
+    bool ok = kiln_eval(ctx, reqs[0].prompt, reqs[0].n_prompt, false, logits, &err) == KILN_OK;
+    for (int i = 0; ok && i < N_GEN; i++) {
+        tok = 0;
+        for (int32_t v = 1; v < n_vocab; v++) tok = logits[v] > logits[tok] ? v : tok;
+        ok = tok == solo[0].tokens[i] && kiln_eval(ctx, &tok, 1, false, logits, &err) == KILN_OK;
+    }
+    CHECK(ok, "a kiln_context with a Q8_0 cache decodes otherwise (token %d: %s)", tok, err.msg);
+    kiln_context_free(ctx);
+    free(logits);
     kiln_batch_results_free(solo, 8);
     kiln_batch_results_free(together, 8);
     struct kiln_engine_params bad = {.kv_cache_type = "q4_k"};
     CHECK(kiln_generate_batch(model, &bad, reqs, 1, solo, NULL, &err) == KILN_EINVAL, "q4_k cache accepted");
+    cp.kv_cache_type = "q4_k";
+    CHECK(kiln_context_new_with(model, &cp, &ctx, &err) == KILN_EINVAL, "a q4_k context accepted");
 }
 
 static void test_refusals_are_per_request(void)

@@ -335,42 +335,56 @@ static void test_attention_row_helpers(void)
 }
 
 /* A KV block at a time: the rows forms of the key dot and of axpy give exactly what one
- * call per row gives (F16 and F32 rows of several head sizes with a stride, as heads in a
- * KV row). */
+ * call per row gives (F16, F32 and Q8_0 rows of several head sizes with a stride, as heads in
+ * a KV row; a Q8_0 row's one-row calls are the F32 ones on the row expanded by
+ * dequantize_row, as the attention makes them without a rows form). */
 static void test_attention_rows_forms_equal_row_calls(void)
 {
     /* head sizes of real models (64, 128, 256) and ones with tails past the 64-value chunks
-     * and past the 8-value vectors */
+     * and past the 8-value vectors (not for Q8_0, whose heads are whole blocks) */
     enum { MAX_HD = 256, ROWS = 16, STRIDE = 3 * MAX_HD };
     static f16_t k16[ROWS * STRIDE];
-    static float k32[ROWS * STRIDE], q[MAX_HD], w[ROWS], a[ROWS], b[ROWS], y1[MAX_HD], y2[MAX_HD];
+    static float k32[ROWS * STRIDE], q[MAX_HD], w[ROWS], a[ROWS], b[ROWS], y1[MAX_HD], y2[MAX_HD],
+        expanded[MAX_HD];
+    static struct block_q8_0 k8[ROWS * STRIDE / QK];
     const int head_dims[] = {64, 72, 100, 128, 256};
     for (int i = 0; i < ROWS * STRIDE; i++) {
         k32[i] = next_f() * 2 - 1;
         k16[i] = f32_to_f16(k32[i]);
     }
+    CHECK(quantize_row(DTYPE_Q8_0, k8, k32, ROWS * STRIDE), "quantize Q8_0 rows");
     for (int i = 0; i < MAX_HD; i++) q[i] = next_f() - 0.5f;
     for (int r = 0; r < ROWS; r++) w[r] = next_f();
-    const enum dtype types[] = {DTYPE_F16, DTYPE_F32};
+    const enum dtype types[] = {DTYPE_F16, DTYPE_F32, DTYPE_Q8_0};
     int checked = 0;
-    for (int k = 0; k < 2; k++) {
-        const struct dot_kernel *kern = dot_kernel_for(types[k]);
-        axpy_rows_fn rows_axpy = axpy_rows_for_cpu(types[k] == DTYPE_F16);
-        if (!kern->rows || !rows_axpy) continue;
-        const void *base = types[k] == DTYPE_F16 ? (const void *)k16 : (const void *)k32;
-        size_t stride = (types[k] == DTYPE_F16 ? sizeof(f16_t) : sizeof(float)) * STRIDE;
+    for (int k = 0; k < 3; k++) {
+        bool q8 = types[k] == DTYPE_Q8_0;
+        const struct dot_kernel *kern = dot_kernel_for(q8 ? DTYPE_F32 : types[k]);
+        dot_rows_fn key_rows = q8 ? (cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2 : NULL)
+                                  : kern->rows;
+        axpy_rows_fn rows_axpy = axpy_rows_for_cpu(types[k]);
+        if (!key_rows || !rows_axpy) continue;
+        const void *base = q8 ? (const void *)k8
+                           : types[k] == DTYPE_F16 ? (const void *)k16 : (const void *)k32;
+        size_t stride = (size_t)dtype_get(types[k])->block_bytes * STRIDE /
+                        (size_t)dtype_get(types[k])->block_elems;
         for (size_t d = 0; d < sizeof head_dims / sizeof *head_dims; d++) {
             int hd = head_dims[d];
-            kern->rows(a, base, stride, ROWS, q, hd, 0.125f);
+            if (q8 && hd % QK) continue;
+            key_rows(a, base, stride, ROWS, q, hd, 0.125f);
             /* a block cut short (the sequence's last positions) */
             float part[ROWS];
-            kern->rows(part, base, stride, ROWS - 3, q, hd, 0.125f);
+            key_rows(part, base, stride, ROWS - 3, q, hd, 0.125f);
             CHECK(!memcmp(a, part, sizeof(float) * (ROWS - 3)), "%s hd %d: a short block differs",
                   dtype_get(types[k])->name, hd);
             for (int i = 0; i < hd; i++) y1[i] = y2[i] = q[i]; /* a running sum, not zeros */
             rows_axpy(y1, w, base, stride, ROWS, hd);
             for (int r = 0; r < ROWS; r++) {
                 const void *row = (const char *)base + (size_t)r * stride;
+                if (q8) {
+                    CHECK(dequantize_row(DTYPE_Q8_0, expanded, row, hd), "dequantize");
+                    row = expanded;
+                }
                 b[r] = kern->dot(row, q, hd) * 0.125f;
                 if (types[k] == DTYPE_F16) axpy_f16_for_cpu()(y2, w[r], row, hd);
                 else axpy_f32_for_cpu()(y2, w[r], row, hd);
@@ -381,7 +395,7 @@ static void test_attention_rows_forms_equal_row_calls(void)
         }
         checked++;
     }
-    CHECK(cpu_best_isa() == ISA_REF || checked == 2, "only %d rows forms", checked);
+    CHECK(cpu_best_isa() == ISA_REF || checked == 3, "only %d rows forms", checked);
 }
 
 /* The vectorized softmax agrees with a double-precision one to a few float ulps, over short

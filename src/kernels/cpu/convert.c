@@ -28,8 +28,13 @@ axpy_f16_fn axpy_f16_for_cpu(void)
     return cpu_best_isa() >= ISA_AVX2 ? axpy_f16_avx2 : axpy_f16_ref;
 }
 
-axpy_rows_fn axpy_rows_for_cpu(int f16)
+axpy_rows_fn axpy_rows_for_cpu(enum dtype t)
 {
     if (cpu_best_isa() < ISA_AVX2) return NULL;
-    return f16 ? axpy_f16_rows_avx2 : axpy_f32_rows_avx2;
+    switch (t) {
+    case DTYPE_F32: return axpy_f32_rows_avx2;
+    case DTYPE_F16: return axpy_f16_rows_avx2;
+    case DTYPE_Q8_0: return axpy_q8_0_rows_avx2;
+    default: return NULL;
+    }
 }

@@ -6,6 +6,7 @@
 #define KILN_KERNELS_CPU_CONVERT_H
 
 #include "tensor/blocks.h"
+#include "tensor/dtype.h"
 
 #include <stdint.h>
 
@@ -19,8 +20,18 @@ axpy_f16_fn axpy_f16_for_cpu(void);
  * the single-row axpy of the same ISA adds it (one call for a KV block's 16 positions). */
 typedef void (*axpy_rows_fn)(float *y, const float *w, const void *x, size_t stride, int rows,
                              int64_t n);
-/* The AVX2 version for F32 or F16 rows, or NULL (call the single-row axpy per row). */
-axpy_rows_fn axpy_rows_for_cpu(int f16);
+/* The AVX2 version for F32, F16 or Q8_0 rows, or NULL (call the single-row axpy per row,
+ * on the expanded row for Q8_0). */
+axpy_rows_fn axpy_rows_for_cpu(enum dtype t);
+
+/* A Q8_0 KV cache read in place, n a multiple of 32 (whole blocks): the key scores
+ * out[r] = dot(row r, q) * scale and the value sums y += w[r] * row r, each with exactly the
+ * arithmetic of expanding the row with dequantize_row and making the AVX2 F32 call (dot_f32,
+ * axpy_f32) on it, without the expanded copy or a call per row. */
+void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, const void *q,
+                        int64_t n, float scale);
+void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
+                         int64_t n);
 
 /* softmax in place over n floats, with a vectorized exp (relative error ~2e-7): what
  * ops.c's softmax runs on AVX2 machines. */

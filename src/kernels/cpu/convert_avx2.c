@@ -1,6 +1,8 @@
 /* AVX2 + F16C row axpy. Contract: src/kernels/cpu/convert.h. */
 #include "kernels/cpu/convert.h"
 
+#include "kernels/cpu/simd.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
@@ -80,6 +82,96 @@ void axpy_f16_rows_avx2(float *y, const float *w, const void *x, size_t stride, 
                         int64_t n)
 {
     axpy_rows(y, w, x, stride, rows, n, true);
+}
+
+/* A Q8_0 cache read in place. A row's 16 values at i as floats: d * q rounded once, exactly
+ * what dequantize_row writes. */
+static inline void q8_0_widen16(const struct block_q8_0 *b, int j, __m256 d, __m256 *lo, __m256 *hi)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)(b->qs + j));
+    *lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    *hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))));
+}
+
+/* dot_f32's steps over an expanded row: two accumulators over 16 values a step; their sum
+ * still to be reduced (hsum_ps). */
+static inline __m256 key_q8_0_acc(const struct block_q8_0 *b, const float *q, int64_t n)
+{
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += QK, b++) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(b->d));
+        for (int j = 0; j < QK; j += 16) {
+            __m256 x0, x1;
+            q8_0_widen16(b, j, d, &x0, &x1);
+            acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(q + i + j), acc0);
+            acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(q + i + j + 8), acc1);
+        }
+    }
+    return _mm256_add_ps(acc0, acc1);
+}
+
+void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, const void *a,
+                        int64_t n, float scale)
+{
+    const float *q = a;
+#define KEY_ROW(r) ((const struct block_q8_0 *)((const char *)k + (size_t)(r) * stride))
+    int r = 0;
+    /* four rows at a time, their sums reduced together with hsum_ps's additions lane for
+     * lane: halves, then lanes 0+2 and 1+3, then those two */
+    for (; r + 4 <= rows; r += 4) {
+        __m256 va = key_q8_0_acc(KEY_ROW(r), q, n), vb = key_q8_0_acc(KEY_ROW(r + 1), q, n);
+        __m256 vc = key_q8_0_acc(KEY_ROW(r + 2), q, n), vd = key_q8_0_acc(KEY_ROW(r + 3), q, n);
+        __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(va, vb, 0x20),
+                                  _mm256_permute2f128_ps(va, vb, 0x31));
+        __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(vc, vd, 0x20),
+                                  _mm256_permute2f128_ps(vc, vd, 0x31));
+        /* [a0+a2 a1+a3 c0+c2 c1+c3 | b.. d..] */
+        __m256 t = _mm256_add_ps(
+            _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
+        t = _mm256_add_ps(t, _mm256_movehdup_ps(t)); /* a, c, b, d in lanes 0, 2, 4, 6 */
+        t = _mm256_mul_ps(t, _mm256_set1_ps(scale));
+        t = _mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 2, 6, 1, 3, 5, 7));
+        _mm_storeu_ps(out + r, _mm256_castps256_ps128(t));
+    }
+    for (; r < rows; r++) out[r] = hsum_ps(key_q8_0_acc(KEY_ROW(r), q, n)) * scale;
+#undef KEY_ROW
+}
+
+/* As axpy_rows: y kept in registers two blocks (64 values: 8 chains of fused multiply-adds,
+ * enough to hide their latency) or one at a time while every row adds to it, each element's
+ * fused y = w[r] * (d * q) + y in row order, as axpy_f32 adds an expanded row. */
+static inline __attribute__((always_inline)) void axpy_q8_0_chunk(float *y, const float *w,
+                                                                   const void *x, size_t stride,
+                                                                   int rows, int64_t i,
+                                                                   const int nblk)
+{
+    __m256 acc[2 * QK / 8];
+    for (int k = 0; k < nblk * QK / 8; k++) acc[k] = _mm256_loadu_ps(y + i + 8 * k);
+    for (int r = 0; r < rows; r++) {
+        const struct block_q8_0 *b =
+            (const struct block_q8_0 *)((const char *)x + (size_t)r * stride) + i / QK;
+        __m256 va = _mm256_set1_ps(w[r]);
+        for (int blk = 0; blk < nblk; blk++) {
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(b[blk].d));
+            for (int j = 0; j < QK; j += 16) {
+                __m256 x0, x1;
+                q8_0_widen16(b + blk, j, d, &x0, &x1);
+                int k = (blk * QK + j) / 8;
+                acc[k] = _mm256_fmadd_ps(va, x0, acc[k]);
+                acc[k + 1] = _mm256_fmadd_ps(va, x1, acc[k + 1]);
+            }
+        }
+    }
+    for (int k = 0; k < nblk * QK / 8; k++) _mm256_storeu_ps(y + i + 8 * k, acc[k]);
+}
+
+void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
+                         int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 2 * QK <= n; i += 2 * QK) axpy_q8_0_chunk(y, w, x, stride, rows, i, 2);
+    if (i < n) axpy_q8_0_chunk(y, w, x, stride, rows, i, 1);
 }
 
 /* e^x for x <= 0 (what softmax feeds it): x = k ln2 + r with |r| <= ln2 / 2, e^r by a
