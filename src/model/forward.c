@@ -144,6 +144,17 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
     return base + slot * kv->row_bytes;
 }
 
+/* Asks for the rows of head g at positions p .. p + cnt - 1 (a KV block) ahead of their use:
+ * a block's rows are one place in memory, the next block another, which the hardware
+ * prefetcher does not foresee. */
+static void prefetch_kv_rows(const struct kv_store *kv, const uint8_t *base, int il,
+                             const int32_t *table, int p, int cnt, int g)
+{
+    const uint8_t *row = kv_row(kv, base, il, table, p) + (size_t)g * kv->head_bytes;
+    for (int i = 0; i < cnt; i++, row += kv->row_bytes)
+        for (size_t o = 0; o < kv->head_bytes; o += 64) __builtin_prefetch(row + o);
+}
+
 /* One unit of work: a token, a KV head and the query heads sharing it (all of the group, or
  * a part of it when there are too few units for the threads, as when decoding one token):
  * for each of those heads, scores over the visible positions, softmax, weighted sum of
@@ -183,6 +194,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
+            if (end <= pos) prefetch_kv_rows(kv, kv->k, j->il, table, end, KV_BLOCK_SIZE < pos + 1 - end ? KV_BLOCK_SIZE : pos + 1 - end, g);
             for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
                 bool expand = !key_rows && kv->type == DTYPE_Q8_0;
                 if (expand) dequantize_row(kv->type, tmp, k, hd);
@@ -197,6 +209,9 @@ static void attention_worker(void *ctx, int ith, int nth)
             }
             p += cnt;
         }
+        /* the first block of values while the softmax runs */
+        int first_end = (lo / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
+        prefetch_kv_rows(kv, kv->v, j->il, table, lo, (first_end <= pos ? first_end : pos + 1) - lo, g);
         for (int h = h0; h < h1; h++) {
             softmax(scores + (size_t)(h - h0) * max_pos, pos - lo + 1);
             memset(s->attn + (size_t)t * qd + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
@@ -205,6 +220,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
+            if (end <= pos) prefetch_kv_rows(kv, kv->v, j->il, table, end, KV_BLOCK_SIZE < pos + 1 - end ? KV_BLOCK_SIZE : pos + 1 - end, g);
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
                 if (!kv->axpy_rows && kv->type == DTYPE_Q8_0) dequantize_row(kv->type, tmp, v, hd);
                 for (int h = h0; h < h1; h++) {
@@ -335,7 +351,10 @@ static void glu_worker(void *ctx, int ith, int nth)
     const struct glu_job *j = ctx;
     for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
         float *g = j->s->ff_gate + (size_t)t * j->ff, *u = j->s->ff_up + (size_t)t * j->ff;
-        for (size_t i = 0; i < j->ff; i++) g[i] = (j->gelu ? gelu_tanh(g[i]) : silu(g[i])) * u[i];
+        if (j->gelu)
+            for (size_t i = 0; i < j->ff; i++) g[i] = gelu_tanh(g[i]) * u[i];
+        else
+            swiglu(g, u, (int64_t)j->ff);
     }
 }
 

@@ -267,6 +267,15 @@ float silu(float x)
     return x / (1.0f + expf(-x));
 }
 
+void swiglu(float *g, const float *u, int64_t n)
+{
+    if (cpu_best_isa() >= ISA_AVX2) {
+        swiglu_avx2(g, u, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+}
+
 float gelu_erf(float x)
 {
     return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));

@@ -40,6 +40,8 @@ void softmax(float *x, int n);
 /* v /= |v| (left all zero when it is zero). */
 void l2_normalize(float *v, int n);
 float silu(float x);
+/* g[i] = silu(g[i]) * u[i] over n values, vectorized where the CPU allows. */
+void swiglu(float *g, const float *u, int64_t n);
 float gelu_tanh(float x);
 float gelu_erf(float x); /* exact: x * Phi(x) */
 

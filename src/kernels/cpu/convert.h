@@ -36,6 +36,9 @@ void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride,
 /* softmax in place over n floats, with a vectorized exp (relative error ~2e-7): what
  * ops.c's softmax runs on AVX2 machines. */
 void softmax_avx2(float *x, int n);
+/* g[i] = silu(g[i]) * u[i] (SwiGLU) with the same vectorized exp: within a few float ulps of
+ * the scalar x / (1 + expf(-x)). */
+void swiglu_avx2(float *g, const float *u, int64_t n);
 
 /* The scalar references and the AVX2 + F16C versions (tested against each other). */
 void axpy_f32_ref(float *y, float a, const float *x, int64_t n);

@@ -116,23 +116,11 @@ void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, cons
     const float *q = a;
 #define KEY_ROW(r) ((const struct block_q8_0 *)((const char *)k + (size_t)(r) * stride))
     int r = 0;
-    /* four rows at a time, their sums reduced together with hsum_ps's additions lane for
-     * lane: halves, then lanes 0+2 and 1+3, then those two */
+    /* four rows at a time, their sums reduced together (hsum4_ps) */
     for (; r + 4 <= rows; r += 4) {
-        __m256 va = key_q8_0_acc(KEY_ROW(r), q, n), vb = key_q8_0_acc(KEY_ROW(r + 1), q, n);
-        __m256 vc = key_q8_0_acc(KEY_ROW(r + 2), q, n), vd = key_q8_0_acc(KEY_ROW(r + 3), q, n);
-        __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(va, vb, 0x20),
-                                  _mm256_permute2f128_ps(va, vb, 0x31));
-        __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(vc, vd, 0x20),
-                                  _mm256_permute2f128_ps(vc, vd, 0x31));
-        /* [a0+a2 a1+a3 c0+c2 c1+c3 | b.. d..] */
-        __m256 t = _mm256_add_ps(
-            _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
-            _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
-        t = _mm256_add_ps(t, _mm256_movehdup_ps(t)); /* a, c, b, d in lanes 0, 2, 4, 6 */
-        t = _mm256_mul_ps(t, _mm256_set1_ps(scale));
-        t = _mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 2, 6, 1, 3, 5, 7));
-        _mm_storeu_ps(out + r, _mm256_castps256_ps128(t));
+        __m128 s = hsum4_ps(key_q8_0_acc(KEY_ROW(r), q, n), key_q8_0_acc(KEY_ROW(r + 1), q, n),
+                            key_q8_0_acc(KEY_ROW(r + 2), q, n), key_q8_0_acc(KEY_ROW(r + 3), q, n));
+        _mm_storeu_ps(out + r, _mm_mul_ps(s, _mm_set1_ps(scale)));
     }
     for (; r < rows; r++) out[r] = hsum_ps(key_q8_0_acc(KEY_ROW(r), q, n)) * scale;
 #undef KEY_ROW
@@ -230,4 +218,20 @@ void softmax_avx2(float *x, int n)
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     float invs = (float)(1.0 / sum);
     for (; i < n; i++) x[i] *= invs;
+}
+
+/* g = silu(g) * u with silu(x) = x * sigmoid(x); sigmoid from t = e^-|x| <= 1 (exp_neg's
+ * range): 1 / (1 + t) for x >= 0, t / (1 + t) below. */
+void swiglu_avx2(float *g, const float *u, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 t = exp_neg(_mm256_or_ps(x, sign)); /* e^-|x| */
+        __m256 num = _mm256_blendv_ps(one, t, x); /* t where x's sign bit is set */
+        __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, t));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(x, sig), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

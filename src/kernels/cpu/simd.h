@@ -42,6 +42,21 @@ static inline float hsum_ps(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* hsum_ps of four vectors at once, the same additions lane for lane (the halves, then lanes
+ * 0 + 2 and 1 + 3, then those two): {hsum_ps(a), hsum_ps(b), hsum_ps(c), hsum_ps(d)}. */
+static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    /* [a0+a2 a1+a3 c0+c2 c1+c3 | b.. d..] */
+    __m256 t = _mm256_add_ps(
+        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
+    t = _mm256_add_ps(t, _mm256_movehdup_ps(t)); /* a, c, b, d in lanes 0, 2, 4, 6 */
+    t = _mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 2, 6, 1, 3, 5, 7));
+    return _mm256_castps256_ps128(t);
+}
+
 /* The totals of 8 vectors of int32 lanes, as one vector: lane k = the sum of p[k]'s lanes.
  * By unpacks and adds, not vphaddd, which issues only every other cycle here (Zen 4). */
 static inline __m256i sum8_epi32(const __m256i p[8])
