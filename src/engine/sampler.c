@@ -68,6 +68,9 @@ kiln_status sampler_check(const struct kiln_sampling *p, int32_t n_vocab, struct
     return KILN_OK;
 }
 
+/* values per chunk of the whole-vocabulary draw (draw_by_chunks) */
+enum { DRAW_CHUNK = 64 };
+
 kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32_t n_vocab,
                          struct kiln_err *err)
 {
@@ -80,7 +83,8 @@ kiln_status sampler_init(struct sampler *s, const struct kiln_sampling *p, int32
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
     s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
-    if (!s->cands || !s->counts) {
+    s->chunk_sums = malloc(((size_t)n_vocab / DRAW_CHUNK + 1) * sizeof *s->chunk_sums);
+    if (!s->cands || !s->counts || !s->chunk_sums) {
         sampler_free(s);
         return kiln_fail(err, KILN_ENOMEM, "out of memory for the sampler");
     }
@@ -91,6 +95,7 @@ void sampler_free(struct sampler *s)
 {
     free(s->cands);
     free(s->counts);
+    free(s->chunk_sums);
     memset(s, 0, sizeof *s);
 }
 
@@ -146,6 +151,48 @@ static void partial_sort(struct sampler_candidate *c, int n, int k)
     qsort(c, (size_t)k, sizeof *c, by_logit_desc);
 }
 
+/* Draws index i with probability p[i] / sum(p) over n probabilities. A sum in double one
+ * value at a time is a chain of dependent additions (two of them over 49152 values were
+ * about half of a draw), so the total is taken by chunks of DRAW_CHUNK values, each summed
+ * by four partial sums; the draw finds its chunk from the chunk sums and then its index in
+ * the chunk. Should the in-chunk running sum fall short of the chunk's own (a last-bit
+ * difference), the chunk's last index of nonzero probability is drawn. */
+
+static double chunk_sum(const float *p, int n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    for (; i < n; i++) s0 += p[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static int32_t draw_by_chunks(struct sampler *s, const float *p, int n)
+{
+    int n_chunks = (n + DRAW_CHUNK - 1) / DRAW_CHUNK;
+    double *sums = s->chunk_sums, total = 0;
+    for (int c = 0; c < n_chunks; c++) {
+        int len = n - c * DRAW_CHUNK < DRAW_CHUNK ? n - c * DRAW_CHUNK : DRAW_CHUNK;
+        sums[c] = chunk_sum(p + c * DRAW_CHUNK, len);
+        total += sums[c];
+    }
+    double r = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) * total, acc = 0;
+    int c = 0;
+    while (c < n_chunks - 1 && r >= acc + sums[c]) acc += sums[c++];
+    int end = (c + 1) * DRAW_CHUNK < n ? (c + 1) * DRAW_CHUNK : n, last = c * DRAW_CHUNK;
+    for (int i = c * DRAW_CHUNK; i < end; i++) {
+        acc += p[i];
+        if (r < acc) return i;
+        if (p[i] > 0) last = i;
+    }
+    return last;
+}
+
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, int n_history)
 {
     const struct kiln_sampling *p = &s->p;
@@ -163,16 +210,15 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
         /* the whole vocabulary, as the API's default sampling asks: softmax's vectorized exp
          * in place (two passes of exp in double over 49152 logits were about 6 % of a
          * serving step at 16 sequences), then one draw from the probabilities */
-        for (int i = 0; i < n; i++) logits[i] /= p->temperature;
+        /* eight at a time, which the compiler turns into vector divisions (one at a time,
+         * the divisions were a third of the draw) */
+        const float t = p->temperature;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) logits[i + k] /= t;
+        for (; i < n; i++) logits[i] /= t;
         softmax(logits, n);
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += logits[i];
-        double r = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) * sum, acc = 0;
-        for (int i = 0; i < n; i++) {
-            acc += logits[i];
-            if (r < acc) return i;
-        }
-        return n - 1;
+        return draw_by_chunks(s, logits, n);
     }
     for (int i = 0; i < n; i++) s->cands[i] = (struct sampler_candidate){i, logits[i]};
     /* Without top-k, sorting everything is only needed for top-p; min-p needs the max. */

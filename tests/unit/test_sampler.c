@@ -54,6 +54,36 @@ static void test_draws_follow_the_distribution(void)
               (double)counts[i] / n, expect[i]);
 }
 
+/* A vocabulary of several draw chunks (64 values each) with its tail chunk short: the
+ * tokens either side of every chunk boundary come up as often as their probabilities say,
+ * and a token of zero probability (its logit 100 below the top) never does. */
+static void test_draws_across_chunks(void)
+{
+    enum { W = 200, N = 40000 };
+    static const int live[] = {0, 63, 64, 127, 128, 191, 192, 199};
+    static const double prob[] = {0.05, 0.1, 0.2, 0.05, 0.15, 0.1, 0.25, 0.1};
+    struct kiln_sampling p = kiln_sampling_default();
+    p.seed = 7;
+    struct sampler s;
+    struct kiln_err err = {{0}};
+    CHECK(sampler_init(&s, &p, W, &err) == KILN_OK, "%s", err.msg);
+    static int counts[W];
+    for (int d = 0; d < N; d++) {
+        float l[W];
+        for (int i = 0; i < W; i++) l[i] = -100.0f; /* below exp's range: 0 after softmax */
+        for (int k = 0; k < 8; k++) l[live[k]] = logf((float)prob[k]);
+        counts[sampler_sample(&s, l, NULL, 0)]++;
+    }
+    sampler_free(&s);
+    int seen = 0;
+    for (int k = 0; k < 8; k++) {
+        seen += counts[live[k]];
+        CHECK(fabs((double)counts[live[k]] / N - prob[k]) < 0.01, "token %d: %.4f vs %.2f",
+              live[k], (double)counts[live[k]] / N, prob[k]);
+    }
+    CHECK(seen == N, "%d draws of zero-probability tokens", N - seen);
+}
+
 static void test_same_seed_same_draws(void)
 {
     struct kiln_sampling p = kiln_sampling_default();
@@ -178,6 +208,7 @@ int main(void)
     RUN(test_same_seed_same_draws);
     RUN(test_top_k_top_p_min_p_keep_the_right_tokens);
     RUN(test_temperature_sharpens_and_flattens);
+    RUN(test_draws_across_chunks);
     RUN(test_penalties_and_bias_change_logits_as_documented);
     RUN(test_bad_settings_are_refused);
     return check_summary();
