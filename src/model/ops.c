@@ -79,8 +79,16 @@ static void matmul_repacked(const struct matmul_job *j, int ith, int nth)
     for (int64_t b = blocks * ith / nth; b < blocks * (ith + 1) / nth; b++)
         gemm->run(w->repacked + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok, w->cols,
                   j->out + b * GEMM_ROWS, (size_t)w->rows);
-    for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth)
-        dotn_tokens(j, w->kern->dotn, w->data + (size_t)r * w->row_bytes, r, 0, j->n_tok);
+    for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth) {
+        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+        if (!gemm->dot) { /* the type's own dot, several tokens a pass */
+            dotn_tokens(j, w->kern->dotn, row, r, 0, j->n_tok);
+            continue;
+        }
+        for (int t = 0; t < j->n_tok; t++)
+            j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
+                gemm->dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+    }
 }
 
 static void matmul_worker(void *ctx, int ith, int nth)

@@ -237,22 +237,23 @@ static void test_float_tile_equals_single_dots(void)
 }
 
 /* The row GEMMs (row blocks repacked at load, one lane per row) give, for every (row,
- * token), exactly the single-token dot, for every token count (each count runs its own
- * instance). */
+ * token), exactly their single-row dot (the type's own for the quantized types), for every
+ * token count (each count runs its own instance). */
 static void test_row_gemms_equal_single_dots(void)
 {
     /* 11 super-blocks, 88 blocks of 32 and 87 (an odd last block packs alone); 8 + 8 + 3 */
     enum { N = 2816, TOKENS = 19 };
-    static uint8_t w[GEMM_ROWS][N * 2], a[TOKENS][N * 2];
-    static _Alignas(64) uint8_t packed[N * 24];
+    static uint8_t w[GEMM_ROWS][N * 4], a[TOKENS][N * 4];
+    static _Alignas(64) uint8_t packed[N * GEMM_ROWS * 4];
     static float x[N], out[TOKENS][GEMM_ROWS + 3];
     int checked = 0;
     for (size_t k = 0; k < sizeof weight_types / sizeof *weight_types; k++) {
         enum dtype t = weight_types[k];
         const struct dot_kernel *kern = dot_kernel_for(t);
         if (!kern || !kern->gemm) continue;
-        const int64_t lengths[] = {N, N - 32};
-        for (int l = 0; l < 2; l++) {
+        /* N - 5: the float types' repacking ends with columns past a whole 64 bytes */
+        const int64_t lengths[] = {N, N - 32, N - 5};
+        for (int l = 0; l < 3; l++) {
             int64_t n = lengths[l];
             if (n % dtype_get(t)->block_elems) continue;
             if (kern->gemm->repacked_bytes(n) > sizeof packed) {
@@ -270,7 +271,7 @@ static void test_row_gemms_equal_single_dots(void)
                 kern->gemm->run(packed, a[0], sizeof a[0], n_tok, n, out[0], GEMM_ROWS + 3);
                 for (int c = 0; c < n_tok; c++) {
                     for (int r = 0; r < GEMM_ROWS; r++) {
-                        float single = kern->dot(w[r], a[c], n);
+                        float single = (kern->gemm->dot ? kern->gemm->dot : kern->dot)(w[r], a[c], n);
                         CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
                               "%s n=%lld, %d tokens: row %d token %d: %.9g vs %.9g",
                               dtype_get(t)->name, (long long)n, n_tok, r, c, out[c][r], single);
@@ -281,7 +282,40 @@ static void test_row_gemms_equal_single_dots(void)
         }
         checked++;
     }
-    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 6, "only %d row GEMMs", checked);
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 9, "only %d row GEMMs", checked);
+}
+
+/* The float row GEMMs' dot is what it says: a fused multiply-add chain over the widened row in
+ * column order (fmaf rounds as the hardware's does), and close to the exact sum. */
+static void test_float_gemm_dot_is_an_fma_chain(void)
+{
+    enum { N = 1000 };
+    static uint8_t w[N * 4];
+    static float x[N];
+    const enum dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
+    int checked = 0;
+    for (int k = 0; k < 3; k++) {
+        const struct dot_kernel *kern = dot_kernel_for(types[k]);
+        if (!kern->gemm) continue;
+        random_row(types[k], w, N);
+        for (int i = 0; i < N; i++) x[i] = next_f() * 4 - 2;
+        float want = 0;
+        double exact = 0;
+        for (int i = 0; i < N; i++) {
+            float v = types[k] == DTYPE_F32   ? ((const float *)w)[i]
+                      : types[k] == DTYPE_F16 ? f16_to_f32(((const f16_t *)w)[i])
+                                              : bf16_to_f32(((const bf16_t *)w)[i]);
+            want = fmaf(v, x[i], want);
+            exact += (double)v * x[i];
+        }
+        float got = kern->gemm->dot(w, x, N);
+        CHECK(memcmp(&want, &got, sizeof got) == 0, "%s: %.9g vs %.9g", dtype_get(types[k])->name,
+              got, want);
+        CHECK(fabs(got - exact) < 1e-4 * (1 + fabs(exact)), "%s: %.9g vs exact %.9g",
+              dtype_get(types[k])->name, got, exact);
+        checked++;
+    }
+    CHECK(cpu_best_isa() < ISA_AVX512 || checked == 3, "only %d float row GEMMs", checked);
 }
 
 /* The AVX2 activation encoders write exactly the scalar encoders' bytes (rounding ties,
@@ -544,6 +578,7 @@ int main(void)
     RUN(test_widened_rows_equal_single_dots);
     RUN(test_float_tile_equals_single_dots);
     RUN(test_row_gemms_equal_single_dots);
+    RUN(test_float_gemm_dot_is_an_fma_chain);
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);

@@ -17,7 +17,7 @@ static struct pool *pool;
 /* matmul's scratch: the tokens' encoded rows, then each thread's widened rows */
 static uint8_t act[(MAX_TOK + WIDE_TILE * THREADS) * COLS * sizeof(float)];
 static uint8_t data[ROWS * COLS * sizeof(float)];
-static _Alignas(64) uint8_t packed[ROWS * COLS * 2];
+static _Alignas(64) uint8_t packed[ROWS * COLS * 4];
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float next_f(void)
 {
@@ -39,8 +39,11 @@ static void check_matmul(const struct weight *w)
         matmul(pool, out, w, in, n_tok, act);
         for (int t = 0; t < n_tok; t++) {
             act_encode(w->kern->act, enc, in + (size_t)t * COLS, COLS);
+            /* a repacked weight's rows all go by its row GEMM's dot (the type's own for the
+             * quantized types); others by the type's dot */
+            dot_fn dot = w->repacked && w->kern->gemm->dot ? w->kern->gemm->dot : w->kern->dot;
             for (int r = 0; r < w->rows; r++) {
-                float single = w->kern->dot(w->data + (size_t)r * w->row_bytes, enc, COLS);
+                float single = dot(w->data + (size_t)r * w->row_bytes, enc, COLS);
                 float got = out[(size_t)t * w->rows + r];
                 CHECK(memcmp(&single, &got, sizeof got) == 0,
                       "%s%s, %d tokens: row %d token %d: %.9g vs %.9g", dtype_get(w->type)->name,
@@ -52,8 +55,8 @@ static void check_matmul(const struct weight *w)
 
 static void test_matmul_equals_row_dots(void)
 {
-    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0,
-                                DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_F16,  DTYPE_F32};
+    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0, DTYPE_Q4_0,
+                                DTYPE_Q4_1, DTYPE_F16,  DTYPE_BF16, DTYPE_F32};
     static float x[COLS];
     for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
         enum dtype t = types[k];

@@ -43,17 +43,19 @@ typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride,
                             float *out, size_t out_stride);
 
 
-/* Quantized rows with one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows w,
- * w + row_bytes, ... are repacked once (at load: repack writes repacked_bytes(n) bytes,
- * 64-byte aligned, about the rows' own size), then run against n_tok activation rows at a,
- * a + stride, ...: out[t * out_stride + r] for r < GEMM_ROWS, each exactly the type's dot,
- * for any n_tok, one (decoding) included. */
+/* Rows with one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows w, w + row_bytes,
+ * ... are repacked once (at load: repack writes repacked_bytes(n) bytes, 64-byte aligned,
+ * about the rows' own size), then run against n_tok activation rows at a, a + stride, ...:
+ * out[t * out_stride + r] for r < GEMM_ROWS, each exactly dot(row r, activation row t) for
+ * any n_tok, one (decoding) included. dot is the type's own dot for the quantized types
+ * (NULL here), and for F16 / BF16 / F32 a fused multiply-add chain over the row in order. */
 #define GEMM_ROWS 16
 struct row_gemm {
     size_t (*repacked_bytes)(int64_t n);
     void (*repack)(void *packed, const void *w, size_t row_bytes, int64_t n);
     void (*run)(const void *packed, const void *a, size_t stride, int n_tok, int64_t n,
                 float *out, size_t out_stride);
+    dot_fn dot; /* NULL: the type's own dot */
 };
 
 struct dot_kernel {
@@ -68,8 +70,9 @@ struct dot_kernel {
     dot_tile_fn float_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
-    /* quantized rows with AVX-512 VNNI: every matmul of weights repacked at load (the rows
-     * past the last block of GEMM_ROWS use dotn) */
+    /* rows with AVX-512 (VNNI for the quantized types): every matmul of weights repacked at
+     * load (the rows past the last block of GEMM_ROWS use the gemm's dot, or dotn where that
+     * is the type's own) */
     const struct row_gemm *gemm;
 };
 

@@ -1,5 +1,6 @@
-/* Quantized matmul with AVX-512 VNNI, one zmm lane per output row, for Q4_K Q5_K Q6_K Q8_0
- * Q4_0 Q4_1 weights repacked once at load (src/model/repack.c).
+/* Matmul with AVX-512, one zmm lane per output row, for weights repacked once at load
+ * (src/model/repack.c): Q4_K Q5_K Q6_K Q8_0 Q4_0 Q4_1 with VNNI, and F16 BF16 F32 (see
+ * repack_float below for theirs).
  *
  * The repacked form keeps each type's bits but transposes blocks of GEMM_ROWS (16) rows by 4
  * bytes, so that one 64-byte vector holds 4 consecutive weights of all 16 rows, with the
@@ -9,7 +10,7 @@
  * one integer multiply per sub-block by the 16 rows' scales; and the float steps for 16
  * outputs at once per super-block or block.
  *
- * Each output is bit for bit the type's dot: the integer sums of a (super-)block are exact
+ * Each quantized output is bit for bit the type's dot: the integer sums of a (super-)block are exact
  * whatever the order, and the float steps are those of the dots (simd.h's k_finish8 for the
  * K-quants, q32_dots for the 32-element types), done per lane in the same order. Tested
  * against the dots in test_kernels and through matmul in test_matmul.
@@ -532,12 +533,118 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
     }
 }
 
+/* F16, BF16 and F32 rows repacked once at load, GEMM_ROWS at a time: column k of the 16 rows
+ * (their 16 values, as stored) at k * 16 values, so that one load (and for F16 / BF16 one
+ * widening) gives a weight of every row, the rows' own size. Each output is one fused
+ * multiply-add chain over the columns in order, out = fma(w[k], x[k], out) from 0, whatever
+ * the number of tokens: the arithmetic of these weights' matmuls with AVX-512 (the rows past
+ * the last block go by dotn, the AVX2 dots' arithmetic, in every batch alike). */
+static inline size_t float_elem_bytes(enum dtype type)
+{
+    return type == DTYPE_F32 ? 4 : 2;
+}
+
+static inline __attribute__((always_inline)) size_t repacked_bytes_float(int64_t n, enum dtype type)
+{
+    return ((size_t)n * GEMM_ROWS * float_elem_bytes(type) + 63) / 64 * 64;
+}
+
+static inline __attribute__((always_inline)) void
+repack_float(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtype type)
+{
+    size_t eb = float_elem_bytes(type);
+    uint8_t *dst = packed;
+    memset(dst + (size_t)n * GEMM_ROWS * eb, 0, repacked_bytes_float(n, type) - (size_t)n * GEMM_ROWS * eb);
+    /* 64 bytes of each row at a time, transposed by 4 bytes: for F32 that is column k + c of
+     * the 16 rows in vector c; for 16-bit values vector c holds columns k + 2c and k + 2c + 1
+     * pairwise, which one permutation per vector separates */
+    const int64_t step = (int64_t)(64 / eb);
+    const __m512i pairs = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+                                           30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    int64_t k = 0;
+    for (; k + step <= n; k += step) {
+        __m512i z[16];
+        for (int r = 0; r < GEMM_ROWS; r++)
+            z[r] = _mm512_loadu_si512((const void *)((const uint8_t *)w + (size_t)r * row_bytes + (size_t)k * eb));
+        transpose16_epi32(z);
+        for (int c = 0; c < 16; c++)
+            _mm512_store_si512((__m512i *)(dst + (size_t)k * GEMM_ROWS * eb + (size_t)c * 64),
+                               eb == 4 ? z[c] : _mm512_permutexvar_epi16(pairs, z[c]));
+    }
+    for (; k < n; k++) /* the last columns, past a whole 64 bytes */
+        for (int r = 0; r < GEMM_ROWS; r++)
+            memcpy(dst + ((size_t)k * GEMM_ROWS + (size_t)r) * eb,
+                   (const uint8_t *)w + (size_t)r * row_bytes + (size_t)k * eb, eb);
+}
+
+/* Column k's 16 weights as floats (exact: F16 and BF16 widen without rounding). */
+static inline __attribute__((always_inline)) __m512 float_column(const uint8_t *packed, int64_t k,
+                                                                 enum dtype type)
+{
+    const void *p = packed + (size_t)k * GEMM_ROWS * float_elem_bytes(type);
+    if (type == DTYPE_F32) return _mm512_load_ps(p);
+    __m256i h = _mm256_load_si256((const __m256i *)p);
+    if (type == DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* One row against one activation row with the row GEMM's arithmetic: the chain of fused
+ * multiply-adds in column order (the rows past the last block of a repacked weight). */
+static inline __attribute__((always_inline)) float dot_float_chain(const void *w, const void *a,
+                                                                   int64_t n, enum dtype type)
+{
+    const float *x = a;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        float v = type == DTYPE_F32   ? ((const float *)w)[k]
+                  : type == DTYPE_F16 ? _cvtsh_ss(((const f16_t *)w)[k])
+                                      : bf16_to_f32(((const bf16_t *)w)[k]);
+        acc = _mm_fmadd_ss(_mm_set_ss(v), _mm_set_ss(x[k]), acc);
+    }
+    return _mm_cvtss_f32(acc);
+}
+
+static float dot_f16_chain(const void *w, const void *a, int64_t n)
+{
+    return dot_float_chain(w, a, n, DTYPE_F16);
+}
+
+static float dot_bf16_chain(const void *w, const void *a, int64_t n)
+{
+    return dot_float_chain(w, a, n, DTYPE_BF16);
+}
+
+static float dot_f32_chain(const void *w, const void *a, int64_t n)
+{
+    return dot_float_chain(w, a, n, DTYPE_F32);
+}
+
+/* nt (<= 8) tokens of F32 activations against repacked float rows. */
+static inline __attribute__((always_inline)) void
+run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int64_t n,
+                 float *out, size_t out_stride, enum dtype type)
+{
+    /* a cache line holds this many columns */
+    const int64_t line_cols = (int64_t)(64 / (GEMM_ROWS * float_elem_bytes(type)));
+    __m512 acc[8];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        if (nt > 1 && k % line_cols == 0)
+            _mm_prefetch((const char *)packed + (size_t)k * GEMM_ROWS * float_elem_bytes(type) +
+                             GEMM_PREFETCH, _MM_HINT_T0);
+        __m512 w = float_column(packed, k, type);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(y[t][k]), acc[t]);
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, acc[t]);
+}
+
 /* A type's row GEMM from the generic functions above and their variant argument (q5, the
  * type, or none): the repacked size, the repacking, and the run, which takes tokens 8 at a
  * time (the last group smaller), each count its own instance of tokens_fn so that its
  * accumulators stay in registers. */
 // clang-format off
-#define ROW_GEMM(name, block, bytes_fn, repack_fn, tokens_fn, ...)                                 \
+#define ROW_GEMM(name, dot, act_t, bytes_fn, repack_fn, tokens_fn, ...)                                 \
     static size_t name##_bytes(int64_t n) { return bytes_fn(n, ##__VA_ARGS__); }                   \
     static void name##_repack(void *packed, const void *w, size_t row_bytes, int64_t n)            \
     {                                                                                              \
@@ -547,10 +654,10 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
                            float *out, size_t out_stride)                                          \
     {                                                                                              \
         for (int t0 = 0; t0 < n_tok; t0 += 8) {                                                    \
-            const struct block *y[8];                                                              \
+            const act_t *y[8];                                                                     \
             int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;                                              \
             for (int t = 0; t < nt; t++)                                                           \
-                y[t] = (const struct block *)((const uint8_t *)a + (size_t)(t0 + t) * stride);     \
+                y[t] = (const act_t *)((const uint8_t *)a + (size_t)(t0 + t) * stride);            \
             float *o = out + (size_t)t0 * out_stride;                                              \
             switch (nt) {                                                                          \
             case 1: tokens_fn(packed, y, 1, n, o, out_stride, ##__VA_ARGS__); break;               \
@@ -564,17 +671,21 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
-    static const struct row_gemm name = {name##_bytes, name##_repack, name##_run};
+    static const struct row_gemm name = {name##_bytes, name##_repack, name##_run, dot};
 // clang-format on
 
-ROW_GEMM(gemm_q4_k, block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, false)
-ROW_GEMM(gemm_q5_k, block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, true)
-ROW_GEMM(gemm_q6_k, block_q8_k, repacked_bytes_q6_k, repack_q6_k, run_q6_k_tokens)
-ROW_GEMM(gemm_q8_0, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q8_0)
-ROW_GEMM(gemm_q4_0, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_0)
-ROW_GEMM(gemm_q4_1, block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_1)
+ROW_GEMM(gemm_q4_k, NULL, struct block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, false)
+ROW_GEMM(gemm_q5_k, NULL, struct block_q8_k, repacked_bytes_q45_k, repack_q45_k, run_q45_k_tokens, true)
+ROW_GEMM(gemm_q6_k, NULL, struct block_q8_k, repacked_bytes_q6_k, repack_q6_k, run_q6_k_tokens)
+ROW_GEMM(gemm_q8_0, NULL, struct block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q8_0)
+ROW_GEMM(gemm_q4_0, NULL, struct block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_0)
+ROW_GEMM(gemm_q4_1, NULL, struct block_q8a, repacked_bytes_q32, repack_q32, run_q32_tokens, DTYPE_Q4_1)
+ROW_GEMM(gemm_f16, dot_f16_chain, float, repacked_bytes_float, repack_float, run_float_tokens, DTYPE_F16)
+ROW_GEMM(gemm_bf16, dot_bf16_chain, float, repacked_bytes_float, repack_float, run_float_tokens, DTYPE_BF16)
+ROW_GEMM(gemm_f32, dot_f32_chain, float, repacked_bytes_float, repack_float, run_float_tokens, DTYPE_F32)
 
 const struct row_gemm *const row_gemm_table_avx512[DTYPE_COUNT] = {
     [DTYPE_Q4_K] = &gemm_q4_k, [DTYPE_Q5_K] = &gemm_q5_k, [DTYPE_Q6_K] = &gemm_q6_k,
     [DTYPE_Q8_0] = &gemm_q8_0, [DTYPE_Q4_0] = &gemm_q4_0, [DTYPE_Q4_1] = &gemm_q4_1,
+    [DTYPE_F16] = &gemm_f16,   [DTYPE_BF16] = &gemm_bf16, [DTYPE_F32] = &gemm_f32,
 };
