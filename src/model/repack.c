@@ -99,7 +99,11 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
         free(ws);
         return KILN_OK;
     }
-    uint8_t *arena = aligned_alloc(64, (total + 63) / 64 * 64);
+    /* 2 MiB aligned and asked for as transparent huge pages: fewer page faults while it is
+     * written, and fewer TLB misses while decoding streams it */
+    size_t huge = (size_t)2 << 20, bytes = (total + huge - 1) / huge * huge;
+    uint8_t *arena = aligned_alloc(huge, bytes);
+    if (arena) madvise(arena, bytes, MADV_HUGEPAGE);
     if (!arena) {
         free(ws);
         return kiln_fail(err, KILN_ENOMEM, "out of memory repacking %zu MiB of weights",
