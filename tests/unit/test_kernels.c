@@ -285,11 +285,12 @@ static void test_row_gemms_equal_single_dots(void)
     CHECK(cpu_best_isa() < ISA_AVX512 || checked == 9, "only %d row GEMMs", checked);
 }
 
-/* The float row GEMMs' dot is what it says: a fused multiply-add chain over the widened row in
- * column order (fmaf rounds as the hardware's does), and close to the exact sum. */
+/* The float row GEMMs' dot is what it says: fused multiply-add chains over the widened row's
+ * even and odd columns in order, added (fmaf rounds as the hardware's does), and close to
+ * the exact sum. */
 static void test_float_gemm_dot_is_an_fma_chain(void)
 {
-    enum { N = 1000 };
+    enum { N = 1001 }; /* odd: the even chain takes the last column */
     static uint8_t w[N * 4];
     static float x[N];
     const enum dtype types[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
@@ -299,15 +300,16 @@ static void test_float_gemm_dot_is_an_fma_chain(void)
         if (!kern->gemm) continue;
         random_row(types[k], w, N);
         for (int i = 0; i < N; i++) x[i] = next_f() * 4 - 2;
-        float want = 0;
+        float chain[2] = {0, 0};
         double exact = 0;
         for (int i = 0; i < N; i++) {
             float v = types[k] == DTYPE_F32   ? ((const float *)w)[i]
                       : types[k] == DTYPE_F16 ? f16_to_f32(((const f16_t *)w)[i])
                                               : bf16_to_f32(((const bf16_t *)w)[i]);
-            want = fmaf(v, x[i], want);
+            chain[i % 2] = fmaf(v, x[i], chain[i % 2]);
             exact += (double)v * x[i];
         }
+        float want = chain[0] + chain[1];
         float got = kern->gemm->dot(w, x, N);
         CHECK(memcmp(&want, &got, sizeof got) == 0, "%s: %.9g vs %.9g", dtype_get(types[k])->name,
               got, want);

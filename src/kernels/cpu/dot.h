@@ -48,7 +48,8 @@ typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride,
  * about the rows' own size), then run against n_tok activation rows at a, a + stride, ...:
  * out[t * out_stride + r] for r < GEMM_ROWS, each exactly dot(row r, activation row t) for
  * any n_tok, one (decoding) included. dot is the type's own dot for the quantized types
- * (NULL here), and for F16 / BF16 / F32 a fused multiply-add chain over the row in order. */
+ * (NULL here), and for F16 / BF16 / F32 two fused multiply-add chains over the row's even
+ * and odd columns in order, added. */
 #define GEMM_ROWS 16
 struct row_gemm {
     size_t (*repacked_bytes)(int64_t n);
