@@ -90,8 +90,9 @@ typedef struct kiln_context kiln_context; /* one sequence: its KV cache and scra
  * capped at 4096). One thread at a time per context. KILN_EUNSUPP for an encoder model. */
 kiln_status kiln_context_new(kiln_model *model, int32_t n_ctx, kiln_context **out,
                              struct kiln_err *err);
-/* The same with more settings; zero fields take kiln_context_new's defaults. KILN_EINVAL for
- * a KV cache type other than these. */
+/* The same with more settings; zero fields (or params NULL) take kiln_context_new's
+ * defaults. KILN_EINVAL for a KV cache type other than these, or q8_0 for a model whose head
+ * size is not a multiple of 32. */
 struct kiln_context_params {
     int32_t n_ctx;
     const char *kv_cache_type; /* "f16" (default), "q8_0" or "f32" */

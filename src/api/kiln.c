@@ -174,16 +174,15 @@ kiln_status kiln_context_new(kiln_model *km, int32_t n_ctx, kiln_context **out,
     return kiln_context_new_with(km, &p, out, err);
 }
 
-kiln_status kiln_context_new_with(kiln_model *km, const struct kiln_context_params *p,
+kiln_status kiln_context_new_with(kiln_model *km, const struct kiln_context_params *params,
                                   kiln_context **out, struct kiln_err *err)
 {
+    const struct kiln_context_params defaults = {0}, *p = params ? params : &defaults;
     int32_t n_ctx = p->n_ctx;
-    int kv_type = DTYPE_F16;
+    enum dtype kv_type = DTYPE_F16;
     if (p->kv_cache_type) {
-        kv_type = dtype_parse(p->kv_cache_type);
-        if (kv_type != DTYPE_F16 && kv_type != DTYPE_Q8_0 && kv_type != DTYPE_F32)
-            return kiln_fail(err, KILN_EINVAL, "the KV cache type must be f16, q8_0 or f32, not '%s'",
-                             p->kv_cache_type);
+        kiln_status st = kv_type_parse(p->kv_cache_type, &kv_type, err);
+        if (st != KILN_OK) return st;
     }
     if (kiln_model_is_encoder(km))
         return kiln_fail(err, KILN_EUNSUPP, "%s is an embedding model: it cannot generate",
@@ -196,7 +195,7 @@ kiln_status kiln_context_new_with(kiln_model *km, const struct kiln_context_para
     c->n_ctx = n_ctx;
     int n_blocks = (n_ctx + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE;
     kiln_status st = forward_state_init(&c->fs, &km->m, BATCH_TOKENS, n_ctx, err);
-    if (st == KILN_OK) st = kv_store_init(&c->kv, &km->m, (enum dtype)kv_type, n_blocks, err);
+    if (st == KILN_OK) st = kv_store_init(&c->kv, &km->m, kv_type, n_blocks, err);
     if (st != KILN_OK) {
         kiln_context_free(c);
         return st;

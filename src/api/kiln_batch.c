@@ -5,7 +5,7 @@
 #include "base/buf.h"
 #include "base/status.h"
 #include "engine/scheduler.h"
-#include "tensor/dtype.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +21,9 @@ kiln_status kiln_generate_batch(kiln_model *model, const struct kiln_engine_para
                               .max_waiting = (int)(n + 1), .max_batch_tokens = p->max_batch_tokens,
                               .n_kv_blocks = p->n_kv_blocks, .no_prefix_cache = p->no_prefix_cache};
     if (p->kv_cache_type) {
-        int t = dtype_parse(p->kv_cache_type);
-        if (t != DTYPE_F16 && t != DTYPE_Q8_0 && t != DTYPE_F32)
-            return kiln_fail(err, KILN_EINVAL, "kv_cache_type must be f16, q8_0 or f32");
+        kiln_status st = kv_type_parse(p->kv_cache_type, &sp.kv_type, err);
+        if (st != KILN_OK) return st;
         sp.kv_type_set = true;
-        sp.kv_type = (enum dtype)t;
     }
     struct scheduler *s;
     kiln_status st = scheduler_new(model, &sp, &s, err);

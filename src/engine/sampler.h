@@ -19,7 +19,7 @@ struct sampler {
     uint64_t rng[4];
     struct sampler_candidate *cands; /* [n_vocab] */
     int32_t *counts;                 /* [n_vocab], zero between calls */
-    double *chunk_sums;              /* [n_vocab / 64 + 1]: the whole-vocabulary draw's */
+    double *chunk_sums;              /* the whole-vocabulary draw's, one per chunk */
 };
 
 /* KILN_EINVAL (message in err) for a setting out of range; allocates nothing. */

@@ -47,6 +47,16 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     return KILN_OK;
 }
 
+kiln_status kv_type_parse(const char *name, enum dtype *out, struct kiln_err *err)
+{
+    int t = dtype_parse(name);
+    if (t != DTYPE_F16 && t != DTYPE_Q8_0 && t != DTYPE_F32)
+        return kiln_fail(err, KILN_EINVAL, "the KV cache type must be f16, q8_0 or f32, not '%s'",
+                         name);
+    *out = (enum dtype)t;
+    return KILN_OK;
+}
+
 void kv_store_free(struct kv_store *kv)
 {
     free(kv->k);
@@ -144,6 +154,13 @@ static const uint8_t *kv_row(const struct kv_store *kv, const uint8_t *base, int
     return base + slot * kv->row_bytes;
 }
 
+/* Positions from p to the end of its KV block or to pos, whichever comes first. */
+static int block_len(int p, int pos)
+{
+    int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
+    return (end <= pos ? end : pos + 1) - p;
+}
+
 /* Asks for the rows of head g at positions p .. p + cnt - 1 (a KV block) ahead of their use:
  * a block's rows are one place in memory, the next block another, which the hardware
  * prefetcher does not foresee. */
@@ -194,7 +211,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (end <= pos) prefetch_kv_rows(kv, kv->k, j->il, table, end, KV_BLOCK_SIZE < pos + 1 - end ? KV_BLOCK_SIZE : pos + 1 - end, g);
+            if (end <= pos) prefetch_kv_rows(kv, kv->k, j->il, table, end, block_len(end, pos), g);
             for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
                 bool expand = !key_rows && kv->type == DTYPE_Q8_0;
                 if (expand) dequantize_row(kv->type, tmp, k, hd);
@@ -210,8 +227,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             p += cnt;
         }
         /* the first block of values while the softmax runs */
-        int first_end = (lo / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
-        prefetch_kv_rows(kv, kv->v, j->il, table, lo, (first_end <= pos ? first_end : pos + 1) - lo, g);
+        prefetch_kv_rows(kv, kv->v, j->il, table, lo, block_len(lo, pos), g);
         for (int h = h0; h < h1; h++) {
             softmax(scores + (size_t)(h - h0) * max_pos, pos - lo + 1);
             memset(s->attn + (size_t)t * qd + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
@@ -220,7 +236,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
             int cnt = (end <= pos ? end : pos + 1) - p;
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (end <= pos) prefetch_kv_rows(kv, kv->v, j->il, table, end, KV_BLOCK_SIZE < pos + 1 - end ? KV_BLOCK_SIZE : pos + 1 - end, g);
+            if (end <= pos) prefetch_kv_rows(kv, kv->v, j->il, table, end, block_len(end, pos), g);
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
                 if (!kv->axpy_rows && kv->type == DTYPE_Q8_0) dequantize_row(kv->type, tmp, v, hd);
                 for (int h = h0; h < h1; h++) {

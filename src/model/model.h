@@ -131,6 +131,8 @@ struct kv_store {
  * multiple of 32). Fails with KILN_EINVAL for another type, KILN_ENOMEM naming the size. */
 kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype type,
                           int n_blocks, struct kiln_err *err);
+/* The KV cache type a user names ("f16", "q8_0", "f32"); KILN_EINVAL naming it otherwise. */
+kiln_status kv_type_parse(const char *name, enum dtype *out, struct kiln_err *err);
 void kv_store_free(struct kv_store *kv);
 
 /* One forward call: n tokens of any number of sequences, each at its own position. A

@@ -69,7 +69,8 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
 
 /* Rows repacked at load (model_repack): each thread takes whole blocks of GEMM_ROWS rows and
  * runs every token, one or many, from the repacked form; the rows past the last whole block
- * go by dotn, shared out one by one. */
+ * go by the row GEMM's single-row dot (dotn where that is the type's own), shared out one by
+ * one. */
 static void matmul_repacked(const struct matmul_job *j, int ith, int nth)
 {
     const struct weight *w = j->w;

@@ -1,13 +1,16 @@
-/* Repacks matmul weights at load into their row GEMM's form (the quantized types with
- * AVX-512: gemm_avx512.c), so that every matmul of them, decoding included, runs one lane per
- * output row from a layout streamed about as fast as the rows themselves.
- * Contract: model/model.h.
+/* Repacks matmul weights at load into their row GEMM's form (with AVX-512: the quantized
+ * types and F16 / BF16 / F32, gemm_avx512.c), so that every matmul of them, decoding
+ * included, runs one lane per output row from a layout streamed about as fast as the rows
+ * themselves. Contract: model/model.h.
  *
  * The rows past the last whole block of GEMM_ROWS stay where they were (matmul takes them by
- * dotn), as does every weight that also serves as a table of rows (the token embedding: a
- * tied output matrix is repacked, the embedding it shares bytes with is not). Where the file
- * is mapped, the pages of a weight now wholly repacked are given back to the page cache, so
- * the process does not hold both copies. */
+ * the row GEMM's single-row dot), as does every weight that also serves as a table of rows
+ * (the token embedding: a tied output matrix is repacked, the embedding it shares bytes with
+ * is not, and is read a row per token). The pages of a weight now wholly repacked are given
+ * back, so the process does not
+ * hold both copies: a mapped GGUF file's to the page cache; for a model built in memory (a
+ * Hugging Face directory: safetensors mappings and permuted copies) they are paged out,
+ * which keeps their contents valid whatever memory they are. */
 #include "model/model.h"
 
 #include "base/log.h"
@@ -75,13 +78,20 @@ static void repack_worker(void *ctx, int ith, int nth)
                                  j->w->row_bytes, j->w->cols);
 }
 
-/* Hands the whole pages inside a weight's bytes back to the mapped file's page cache. */
-static void release_pages(const struct weight *w)
+/* Hands the whole pages inside a weight's bytes back: to a mapped GGUF file's page cache
+ * (dropped, read again from the file if ever touched), or, for memory of any other kind,
+ * paged out (MADV_PAGEOUT: file pages dropped, anonymous ones swapped if there is swap;
+ * never lost). */
+static void release_pages(const struct weight *w, bool mapped)
 {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t start = ((uintptr_t)w->data + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) & ~(page - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+    if (end <= start) return;
+    if (mapped) madvise((void *)start, end - start, MADV_DONTNEED);
+#ifdef MADV_PAGEOUT
+    else madvise((void *)start, end - start, MADV_PAGEOUT);
+#endif
 }
 
 kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
@@ -103,7 +113,9 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
      * written, and fewer TLB misses while decoding streams it */
     size_t huge = (size_t)2 << 20, bytes = (total + huge - 1) / huge * huge;
     uint8_t *arena = aligned_alloc(huge, bytes);
+#ifdef MADV_HUGEPAGE
     if (arena) madvise(arena, bytes, MADV_HUGEPAGE);
+#endif
     if (!arena) {
         free(ws);
         return kiln_fail(err, KILN_ENOMEM, "out of memory repacking %zu MiB of weights",
@@ -117,8 +129,9 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err)
         pool_run(m->pool, repack_worker, &job);
         w->repacked = job.dst;
         used += (size_t)(w->rows / GEMM_ROWS) * job.block_bytes;
-        bool shared = w->data == m->tok_embd.data; /* a tied output: its rows are the embedding */
-        if (mapped && !shared && w->rows % GEMM_ROWS == 0) release_pages(w);
+        /* a tied output's rows are the embedding too: given back all the same, the lookups
+         * bring back only the pages of the tokens they read */
+        if (w->rows % GEMM_ROWS == 0) release_pages(w, mapped);
     }
     free(ws);
     m->repacked_arena = arena;

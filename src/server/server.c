@@ -222,14 +222,8 @@ static bool load_model(struct server *srv, struct kiln_err *err)
                               .max_batch_tokens = c->max_batch_tokens,
                               .no_prefix_cache = c->no_prefix_cache};
     if (c->kv_cache_type) {
-        int t = dtype_parse(c->kv_cache_type);
-        if (t != DTYPE_F16 && t != DTYPE_Q8_0 && t != DTYPE_F32) {
-            kiln_fail(err, KILN_EINVAL, "--kv-cache-type must be f16, q8_0 or f32, not '%s'",
-                      c->kv_cache_type);
-            return false;
-        }
+        if (kv_type_parse(c->kv_cache_type, &sp.kv_type, err) != KILN_OK) return false;
         sp.kv_type_set = true;
-        sp.kv_type = (enum dtype)t;
     }
     if (c->kv_cache_mb > 0) {
         const struct model *mi = kiln_model_internal(srv->model);

@@ -144,7 +144,7 @@ static void test_q8_0_cache_is_exact_too(void)
     int32_t n_vocab = kiln_model_n_vocab(model), tok = -1;
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     CHECK(logits && kiln_context_new_with(model, &cp, &ctx, &err) == KILN_OK, "%s", err.msg);
-    bool ok = kiln_eval(ctx, reqs[0].prompt, reqs[0].n_prompt, false, logits, &err) == KILN_OK;
+    bool ok = ctx && kiln_eval(ctx, reqs[0].prompt, reqs[0].n_prompt, false, logits, &err) == KILN_OK;
     for (int i = 0; ok && i < N_GEN; i++) {
         tok = 0;
         for (int32_t v = 1; v < n_vocab; v++) tok = logits[v] > logits[tok] ? v : tok;
@@ -158,7 +158,9 @@ static void test_q8_0_cache_is_exact_too(void)
     struct kiln_engine_params bad = {.kv_cache_type = "q4_k"};
     CHECK(kiln_generate_batch(model, &bad, reqs, 1, solo, NULL, &err) == KILN_EINVAL, "q4_k cache accepted");
     cp.kv_cache_type = "q4_k";
+    ctx = NULL;
     CHECK(kiln_context_new_with(model, &cp, &ctx, &err) == KILN_EINVAL, "a q4_k context accepted");
+    kiln_context_free(ctx);
 }
 
 static void test_refusals_are_per_request(void)

@@ -70,7 +70,7 @@ static void test_draws_across_chunks(void)
     static int counts[W];
     for (int d = 0; d < N; d++) {
         float l[W];
-        for (int i = 0; i < W; i++) l[i] = -100.0f; /* below exp's range: 0 after softmax */
+        for (int i = 0; i < W; i++) l[i] = -100.0f; /* 0 after softmax, or a denormal (scalar) */
         for (int k = 0; k < 8; k++) l[live[k]] = logf((float)prob[k]);
         counts[sampler_sample(&s, l, NULL, 0)]++;
     }

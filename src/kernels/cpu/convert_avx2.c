@@ -3,6 +3,7 @@
 
 #include "kernels/cpu/simd.h"
 
+#include <assert.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
@@ -114,6 +115,7 @@ void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, cons
                         int64_t n, float scale)
 {
     const float *q = a;
+    assert(n % QK == 0);
 #define KEY_ROW(r) ((const struct block_q8_0 *)((const char *)k + (size_t)(r) * stride))
     int r = 0;
     /* four rows at a time, their sums reduced together (hsum4_ps) */
@@ -157,6 +159,7 @@ static inline __attribute__((always_inline)) void axpy_q8_0_chunk(float *y, cons
 void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
                          int64_t n)
 {
+    assert(n % QK == 0);
     int64_t i = 0;
     for (; i + 2 * QK <= n; i += 2 * QK) axpy_q8_0_chunk(y, w, x, stride, rows, i, 2);
     if (i < n) axpy_q8_0_chunk(y, w, x, stride, rows, i, 1);

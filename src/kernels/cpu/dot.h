@@ -44,8 +44,8 @@ typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride,
 
 
 /* Rows with one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows w, w + row_bytes,
- * ... are repacked once (at load: repack writes repacked_bytes(n) bytes, 64-byte aligned,
- * about the rows' own size), then run against n_tok activation rows at a, a + stride, ...:
+ * ... are repacked once (at load: repack writes repacked_bytes(n) bytes, a multiple of 64,
+ * to a 64-byte aligned destination; about the rows' own size), then run against n_tok activation rows at a, a + stride, ...:
  * out[t * out_stride + r] for r < GEMM_ROWS, each exactly dot(row r, activation row t) for
  * any n_tok, one (decoding) included. dot is the type's own dot for the quantized types
  * (NULL here), and for F16 / BF16 / F32 two fused multiply-add chains over the row's even

@@ -627,15 +627,16 @@ static inline __attribute__((always_inline)) void
 run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int64_t n,
                  float *out, size_t out_stride, enum dtype type)
 {
-    /* a cache line holds this many columns */
-    const int64_t line_cols = (int64_t)(64 / (GEMM_ROWS * float_elem_bytes(type)));
+    /* a pair of columns is one cache line (F16, BF16) or two (F32) */
+    const size_t pair_bytes = 2 * GEMM_ROWS * float_elem_bytes(type);
     __m512 even[8], odd[8];
     for (int t = 0; t < nt; t++) even[t] = odd[t] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 2 <= n; k += 2) {
-        if (nt > 1 && k % line_cols == 0)
-            _mm_prefetch((const char *)packed + (size_t)k * GEMM_ROWS * float_elem_bytes(type) +
-                             GEMM_PREFETCH, _MM_HINT_T0);
+        if (nt > 1)
+            for (size_t o = 0; o < pair_bytes; o += 64)
+                _mm_prefetch((const char *)packed + (size_t)k * GEMM_ROWS * float_elem_bytes(type) +
+                                 GEMM_PREFETCH + o, _MM_HINT_T0);
         __m512 w0 = float_column(packed, k, type), w1 = float_column(packed, k + 1, type);
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
@@ -653,7 +654,8 @@ run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int
 /* A type's row GEMM from the generic functions above and their variant argument (q5, the
  * type, or none): the repacked size, the repacking, and the run, which takes tokens 8 at a
  * time (the last group smaller), each count its own instance of tokens_fn so that its
- * accumulators stay in registers. */
+ * accumulators stay in registers; act_t is the activation row's element (the encoded block,
+ * or float), dot the single-row form of its outputs (NULL: the type's own dot). */
 // clang-format off
 #define ROW_GEMM(name, dot, act_t, bytes_fn, repack_fn, tokens_fn, ...)                                 \
     static size_t name##_bytes(int64_t n) { return bytes_fn(n, ##__VA_ARGS__); }                   \

@@ -42,13 +42,14 @@ static inline float hsum_ps(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* hsum_ps of four vectors at once, the same additions lane for lane (the halves, then lanes
- * 0 + 2 and 1 + 3, then those two): {hsum_ps(a), hsum_ps(b), hsum_ps(c), hsum_ps(d)}. */
+/* hsum_ps of four vectors at once, the same additions lane for lane (the halves, A_i =
+ * a_i + a_(i+4); then A_0 + A_2 and A_1 + A_3; then those two): {hsum_ps(a), hsum_ps(b),
+ * hsum_ps(c), hsum_ps(d)}. */
 static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
 {
     __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
     __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-    /* [a0+a2 a1+a3 c0+c2 c1+c3 | b.. d..] */
+    /* [A0+A2 A1+A3 C0+C2 C1+C3 | B.. D..] */
     __m256 t = _mm256_add_ps(
         _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))),
         _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(ab), _mm256_castps_pd(cd))));
