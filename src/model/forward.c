@@ -33,6 +33,7 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->axpy_f16 = axpy_f16_for_cpu();
     kv->axpy_f32 = axpy_f32_for_cpu();
     kv->axpy_rows = axpy_rows_for_cpu(type);
+    kv->f16_row = type == DTYPE_F16 ? f16_row_for_cpu() : NULL;
     kv->key_rows = type != DTYPE_Q8_0       ? kv->key_dot->rows
                    : cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2
                                                 : NULL;
@@ -296,8 +297,15 @@ static void qkv_token(const struct stage_job *j, int t)
     /* the rows are ours to write: this token's position in its own sequence */
     const struct kv_store *kv = j->kv;
     const int32_t *table = j->b->block_tables[t];
-    quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->k, j->il, table, j->b->pos[t]), k, kvd);
-    quantize_row(kv->type, (uint8_t *)kv_row(kv, kv->v, j->il, table, j->b->pos[t]), v, kvd);
+    uint8_t *krow = (uint8_t *)kv_row(kv, kv->k, j->il, table, j->b->pos[t]);
+    uint8_t *vrow = (uint8_t *)kv_row(kv, kv->v, j->il, table, j->b->pos[t]);
+    if (kv->f16_row) {
+        kv->f16_row((f16_t *)krow, k, kvd);
+        kv->f16_row((f16_t *)vrow, v, kvd);
+    } else {
+        quantize_row(kv->type, krow, k, kvd);
+        quantize_row(kv->type, vrow, v, kvd);
+    }
 }
 
 static void stage_worker(void *ctx, int ith, int nth)

@@ -434,6 +434,34 @@ static void test_attention_rows_forms_equal_row_calls(void)
     CHECK(cpu_best_isa() == ISA_REF || checked == 3, "only %d rows forms", checked);
 }
 
+/* The F16C row conversion gives f32_to_f16's half for every input but NaN (which stays a
+ * NaN): random bit patterns over the whole float range, ties, subnormals, overflow. */
+static void test_f16_rows_equal_f32_to_f16(void)
+{
+    if (cpu_best_isa() < ISA_AVX2) return;
+    enum { N = 1 << 16 };
+    static float x[N];
+    static f16_t got[N];
+    uint32_t r = 0x12345678u;
+    for (int i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u;
+        uint32_t bits = r;
+        if (i % 4 == 1) bits = (r & 0x8000e000u) | 0x38000000u | ((r >> 8) & 0x7ff) << 13; /* near halves' subnormals */
+        if (i % 4 == 2) bits = (r & 0x807fe000u) | 0x47000000u | 0x1000u; /* ties near the top */
+        memcpy(&x[i], &bits, 4);
+    }
+    x[0] = 65504.f, x[1] = 65520.f, x[2] = -65519.99f, x[3] = 5.9604645e-8f, x[4] = 2.9802322e-8f;
+    x[5] = INFINITY, x[6] = -0.0f, x[7] = 1e-45f;
+    f32_to_f16_row_avx2(got, x, N - 3); /* a tail past the 8-wide steps */
+    int bad = 0;
+    for (int i = 0; i < N - 3; i++) {
+        f16_t want = f32_to_f16(x[i]);
+        if (isnan(x[i])) bad += (got[i] & 0x7c00) != 0x7c00 || !(got[i] & 0x3ff);
+        else bad += got[i] != want;
+    }
+    CHECK(bad == 0, "%d of %d halves differ", bad, N - 3);
+}
+
 /* The vectorized softmax agrees with a double-precision one to a few float ulps, over short
  * and long rows, tails, wide ranges (exp underflows to 0) and a single element. */
 static void test_softmax_is_accurate(void)
@@ -584,6 +612,7 @@ int main(void)
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);
+    RUN(test_f16_rows_equal_f32_to_f16);
     RUN(test_softmax_is_accurate);
     RUN(test_swiglu_is_accurate);
     RUN(test_q8_0_quantize_roundtrip_is_close);

@@ -28,6 +28,11 @@ axpy_f16_fn axpy_f16_for_cpu(void)
     return cpu_best_isa() >= ISA_AVX2 ? axpy_f16_avx2 : axpy_f16_ref;
 }
 
+f16_row_fn f16_row_for_cpu(void)
+{
+    return cpu_best_isa() >= ISA_AVX2 ? f32_to_f16_row_avx2 : NULL;
+}
+
 axpy_rows_fn axpy_rows_for_cpu(enum dtype t)
 {
     if (cpu_best_isa() < ISA_AVX2) return NULL;

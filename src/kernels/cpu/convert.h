@@ -33,6 +33,13 @@ void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, cons
 void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
                          int64_t n);
 
+/* A row of floats to halves with F16C, eight at a time: for every input but NaN the same
+ * half as f32_to_f16 (round to nearest even, subnormals, overflow to infinity); a NaN stays
+ * a NaN. What an F16 KV cache stores. NULL without AVX2 (use quantize_row). */
+typedef void (*f16_row_fn)(f16_t *dst, const float *src, int64_t n);
+void f32_to_f16_row_avx2(f16_t *dst, const float *src, int64_t n);
+f16_row_fn f16_row_for_cpu(void);
+
 /* softmax in place over n floats, with a vectorized exp (relative error ~2e-7): what
  * ops.c's softmax runs on AVX2 machines. */
 void softmax_avx2(float *x, int n);

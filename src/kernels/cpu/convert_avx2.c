@@ -165,6 +165,15 @@ void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride,
     if (i < n) axpy_q8_0_chunk(y, w, x, stride, rows, i, 1);
 }
 
+void f32_to_f16_row_avx2(f16_t *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
 /* e^x for x <= 0 (what softmax feeds it): x = k ln2 + r with |r| <= ln2 / 2, e^r by a
  * degree-6 polynomial (relative error about 2e-7, as close as expf), times 2^k through the
  * exponent bits; below -87.3 it is 0. */
