@@ -151,13 +151,8 @@ static void partial_sort(struct sampler_candidate *c, int n, int k)
     qsort(c, (size_t)k, sizeof *c, by_logit_desc);
 }
 
-/* Draws index i with probability p[i] / sum(p) over n probabilities. A sum in double one
- * value at a time is a chain of dependent additions (two of them over 49152 values were
- * about half of a draw), so the total is taken by chunks of DRAW_CHUNK values, each summed
- * by four partial sums; the draw finds its chunk from the chunk sums and then its index in
- * the chunk. Should the in-chunk running sum fall short of the chunk's own (a last-bit
- * difference), the chunk's last index of nonzero probability is drawn. */
-
+/* The sum of n probabilities in double by four partial sums (one chain of dependent
+ * additions was the draw's bottleneck). */
 static double chunk_sum(const float *p, int n)
 {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -172,6 +167,12 @@ static double chunk_sum(const float *p, int n)
     return (s0 + s1) + (s2 + s3);
 }
 
+/* Draws index i with probability p[i] / sum(p) over n probabilities. A sum in double one
+ * value at a time is a chain of dependent additions (two of them over 49152 values were
+ * about half of a draw), so the total is taken by chunks of DRAW_CHUNK values; the draw
+ * finds its chunk from the chunk sums and then its index in the chunk. Should the in-chunk
+ * running sum fall short of the chunk's own (a last-bit difference), the chunk's last index
+ * of nonzero probability is drawn. */
 static int32_t draw_by_chunks(struct sampler *s, const float *p, int n)
 {
     int n_chunks = (n + DRAW_CHUNK - 1) / DRAW_CHUNK;

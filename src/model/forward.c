@@ -34,9 +34,7 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->axpy_f32 = axpy_f32_for_cpu();
     kv->axpy_rows = axpy_rows_for_cpu(type);
     kv->f16_row = type == DTYPE_F16 ? f16_row_for_cpu() : NULL;
-    kv->key_rows = type != DTYPE_Q8_0       ? kv->key_dot->rows
-                   : cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2
-                                                : NULL;
+    kv->key_rows = key_rows_for_cpu(type);
     /* calloc: pages the cache never touches are never backed by memory */
     kv->k = calloc(bytes ? bytes : 1, 1);
     kv->v = calloc(bytes ? bytes : 1, 1);
@@ -179,9 +177,9 @@ static void prefetch_kv_rows(const struct kv_store *kv, const uint8_t *base, int
  * values. The heads go through each KV block one after another while it is in L1, so keys
  * and values are read from memory once per unit, not once per head. The rows forms take a
  * block's positions in one call; Q8_0 rows are read in place by them, and expanded to floats
- * once per row for all the heads only where there is no rows form (no AVX2). Each unit reads only its own token's query and
- * sequence, and each head's arithmetic is its own, so the result never depends on the rest
- * of the batch or on how the heads are grouped. */
+ * once per row for all the heads only where there is no rows form (no AVX2). Each unit reads
+ * only its own token's query and sequence, and each head's arithmetic is its own, so the
+ * result never depends on the rest of the batch or on how the heads are grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -193,6 +191,9 @@ static void attention_worker(void *ctx, int ith, int nth)
     float *scores = s->scores + (size_t)ith * ((size_t)group * max_pos + (size_t)hd);
     float *tmp = scores + (size_t)group * max_pos;
     bool key_rows = kv->key_rows != NULL;
+    /* Q8_0 rows without a rows form: expanded into tmp, then the F32 one-row calls */
+    bool expand_keys = !key_rows && kv->type == DTYPE_Q8_0;
+    bool expand_values = !kv->axpy_rows && kv->type == DTYPE_Q8_0;
     /* at least two units per thread where the heads allow it */
     int per_kv = j->b->n * hp->n_head_kv;
     int parts = per_kv >= 2 * nth ? 1 : (2 * nth + per_kv - 1) / per_kv;
@@ -208,24 +209,23 @@ static void attention_worker(void *ctx, int ith, int nth)
         /* head h's scores: scores + (h - h0) * max_pos, position p at p - lo */
         /* a block's positions are consecutive rows: one call per block and head where the
          * kernels have a rows form (the same arithmetic per position as the one-row calls) */
-        for (int p = lo; p <= pos;) {
-            int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
-            int cnt = (end <= pos ? end : pos + 1) - p;
+        for (int p = lo, cnt; p <= pos; p += cnt) {
+            cnt = block_len(p, pos);
             const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (end <= pos) prefetch_kv_rows(kv, kv->k, j->il, table, end, block_len(end, pos), g);
+            if (p + cnt <= pos)
+                prefetch_kv_rows(kv, kv->k, j->il, table, p + cnt, block_len(p + cnt, pos), g);
             for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
-                bool expand = !key_rows && kv->type == DTYPE_Q8_0;
-                if (expand) dequantize_row(kv->type, tmp, k, hd);
+                if (expand_keys) dequantize_row(kv->type, tmp, k, hd);
                 for (int h = h0; h < h1; h++) {
                     const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
                     float *sc = scores + (size_t)(h - h0) * max_pos + (p - lo);
                     if (key_rows)
                         kv->key_rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
                     else
-                        sc[i] = kv->key_dot->dot(expand ? (const void *)tmp : k, q, hd) * hp->attn_scale;
+                        sc[i] = kv->key_dot->dot(expand_keys ? (const void *)tmp : k, q, hd) *
+                                hp->attn_scale;
                 }
             }
-            p += cnt;
         }
         /* the first block of values while the softmax runs */
         prefetch_kv_rows(kv, kv->v, j->il, table, lo, block_len(lo, pos), g);
@@ -233,13 +233,13 @@ static void attention_worker(void *ctx, int ith, int nth)
             softmax(scores + (size_t)(h - h0) * max_pos, pos - lo + 1);
             memset(s->attn + (size_t)t * qd + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
         }
-        for (int p = lo; p <= pos;) {
-            int end = (p / KV_BLOCK_SIZE + 1) * KV_BLOCK_SIZE;
-            int cnt = (end <= pos ? end : pos + 1) - p;
+        for (int p = lo, cnt; p <= pos; p += cnt) {
+            cnt = block_len(p, pos);
             const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (end <= pos) prefetch_kv_rows(kv, kv->v, j->il, table, end, block_len(end, pos), g);
+            if (p + cnt <= pos)
+                prefetch_kv_rows(kv, kv->v, j->il, table, p + cnt, block_len(p + cnt, pos), g);
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
-                if (!kv->axpy_rows && kv->type == DTYPE_Q8_0) dequantize_row(kv->type, tmp, v, hd);
+                if (expand_values) dequantize_row(kv->type, tmp, v, hd);
                 for (int h = h0; h < h1; h++) {
                     float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
                     const float *w = scores + (size_t)(h - h0) * max_pos + (p - lo);
@@ -249,7 +249,6 @@ static void attention_worker(void *ctx, int ith, int nth)
                     else kv->axpy_f32(out, w[i], tmp, hd);
                 }
             }
-            p += cnt;
         }
     }
 }

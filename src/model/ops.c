@@ -77,9 +77,10 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
  * pairs against fixed halves: TinyLlama-shaped Q4_K_M 1.17x, F16 1.05x; SmolLM2 0.96x,
  * within its noise; pp512 1.02x). Runs of up to 256 KiB, at least two per thread, so that
  * a thread streams neighbouring memory (blocks handed out one by one to alternate threads
- * decoded at 0.6x); a counter per block was tried before this and gained nothing. The rows past the last whole block go by the row GEMM's single-row dot
- * (dotn where that is the type's own), shared out one by one. Which thread computes an
- * output changes none of its bits. */
+ * decoded at 0.6x); a counter per block was tried before this and gained nothing. The rows
+ * past the last whole block go by the row GEMM's single-row dot (dotn where that is the
+ * type's own), shared out one by one. Which thread computes an output changes none of its
+ * bits. */
 static void matmul_repacked(struct matmul_job *j, int ith, int nth)
 {
     const struct weight *w = j->w;
@@ -182,7 +183,8 @@ struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows)
     v.rows = rows;
     v.data = w->data + (size_t)r0 * w->row_bytes;
     /* the view's whole blocks of GEMM_ROWS are repacked blocks of w when it starts on a block
-     * boundary and they lie within w's (its rows past them go by dotn, from data) */
+     * boundary and they lie within w's (its rows past them go by the row GEMM's dot, from
+     * data) */
     bool aligned = r0 % GEMM_ROWS == 0 &&
                    r0 + rows / GEMM_ROWS * GEMM_ROWS <= w->rows / GEMM_ROWS * GEMM_ROWS;
     v.repacked = w->repacked && aligned

@@ -7,10 +7,9 @@
  * the row GEMM's single-row dot), as does every weight that also serves as a table of rows
  * (the token embedding: a tied output matrix is repacked, the embedding it shares bytes with
  * is not, and is read a row per token). The pages of a weight now wholly repacked are given
- * back, so the process does not
- * hold both copies: a mapped GGUF file's to the page cache; for a model built in memory (a
- * Hugging Face directory: safetensors mappings and permuted copies) they are paged out,
- * which keeps their contents valid whatever memory they are. */
+ * back, so the process does not hold both copies: a mapped GGUF file's to the page cache;
+ * for a model built in memory (a Hugging Face directory: safetensors mappings and permuted
+ * copies) they are paged out, which keeps their contents valid whatever memory they are. */
 #include "model/model.h"
 
 #include "base/log.h"

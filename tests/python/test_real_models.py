@@ -16,9 +16,10 @@ DATA = json.loads((pathlib.Path(__file__).parent / "data" / "real_models.json").
 # average per step (the largest over the top 40; up to 1.4 on the code prompt), and as much
 # before session 5's kernel changes as after them (measured then: 0.39 / 0.74 / 0.40 / 0.50
 # before, 0.38 / 0.71 / 0.41 / 0.50 after). Both also round K and V to F16 in their caches
-# (which alone moves kiln's logits by 0.37-0.86, see below); the synthetic README allows differences up to 1.0 for quantized
-# types. Seen parting points: llama.cpp margins 0.03-0.25 until session 4; session 5's exact
-# K-quant sums moved two to 0.31 and 0.40 (kiln's own margins there: 0.015 and 0.017).
+# (which alone moves kiln's logits by 0.37-0.86, see below); the synthetic README allows
+# differences up to 1.0 for quantized types. Seen parting points: llama.cpp margins
+# 0.03-0.25 until session 4; session 5's exact K-quant sums moved two to 0.31 and 0.40
+# (kiln's own margins there: 0.015 and 0.017).
 NEAR_TIE = 0.5
 
 

@@ -271,7 +271,7 @@ static void test_row_gemms_equal_single_dots(void)
                 kern->gemm->run(packed, a[0], sizeof a[0], n_tok, n, out[0], GEMM_ROWS + 3);
                 for (int c = 0; c < n_tok; c++) {
                     for (int r = 0; r < GEMM_ROWS; r++) {
-                        float single = (kern->gemm->dot ? kern->gemm->dot : kern->dot)(w[r], a[c], n);
+                        float single = row_gemm_dot(kern)(w[r], a[c], n);
                         CHECK(memcmp(&single, &out[c][r], sizeof single) == 0,
                               "%s n=%lld, %d tokens: row %d token %d: %.9g vs %.9g",
                               dtype_get(t)->name, (long long)n, n_tok, r, c, out[c][r], single);
@@ -396,8 +396,7 @@ static void test_attention_rows_forms_equal_row_calls(void)
     for (int k = 0; k < 3; k++) {
         bool q8 = types[k] == DTYPE_Q8_0;
         const struct dot_kernel *kern = dot_kernel_for(q8 ? DTYPE_F32 : types[k]);
-        dot_rows_fn key_rows = q8 ? (cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2 : NULL)
-                                  : kern->rows;
+        dot_rows_fn key_rows = key_rows_for_cpu(types[k]);
         axpy_rows_fn rows_axpy = axpy_rows_for_cpu(types[k]);
         if (!key_rows || !rows_axpy) continue;
         const void *base = q8 ? (const void *)k8

@@ -41,7 +41,7 @@ static void check_matmul(const struct weight *w)
             act_encode(w->kern->act, enc, in + (size_t)t * COLS, COLS);
             /* a repacked weight's rows all go by its row GEMM's dot (the type's own for the
              * quantized types); others by the type's dot */
-            dot_fn dot = w->repacked && w->kern->gemm->dot ? w->kern->gemm->dot : w->kern->dot;
+            dot_fn dot = w->repacked ? row_gemm_dot(w->kern) : w->kern->dot;
             for (int r = 0; r < w->rows; r++) {
                 float single = dot(w->data + (size_t)r * w->row_bytes, enc, COLS);
                 float got = out[(size_t)t * w->rows + r];

@@ -33,6 +33,13 @@ f16_row_fn f16_row_for_cpu(void)
     return cpu_best_isa() >= ISA_AVX2 ? f32_to_f16_row_avx2 : NULL;
 }
 
+dot_rows_fn key_rows_for_cpu(enum dtype t)
+{
+    if (t == DTYPE_Q8_0) return cpu_best_isa() >= ISA_AVX2 ? key_rows_q8_0_avx2 : NULL;
+    const struct dot_kernel *k = dot_kernel_for(t);
+    return k ? k->rows : NULL;
+}
+
 axpy_rows_fn axpy_rows_for_cpu(enum dtype t)
 {
     if (cpu_best_isa() < ISA_AVX2) return NULL;

@@ -1,12 +1,13 @@
-/* y = a * x + y (fused: one rounding) over a row (or rows) of F32 or F16 values: the
- * attention's weighted sum of values. The caller resolves the version for this CPU once and
- * keeps the pointer.
+/* The float helpers of the forward pass: y = a * x + y (fused: one rounding) over a row (or
+ * a KV block's rows) of F32, F16 or Q8_0 values, the attention's weighted sum of values; a
+ * Q8_0 cache's key scores; an F16 cache's stores; softmax and SwiGLU. The caller resolves
+ * the version for this CPU once and keeps the pointer.
  * Contract for src/kernels/cpu/convert.c, convert_avx2.c. Pure; any thread. */
 #ifndef KILN_KERNELS_CPU_CONVERT_H
 #define KILN_KERNELS_CPU_CONVERT_H
 
+#include "kernels/cpu/dot.h"
 #include "tensor/blocks.h"
-#include "tensor/dtype.h"
 
 #include <stdint.h>
 
@@ -30,6 +31,9 @@ axpy_rows_fn axpy_rows_for_cpu(enum dtype t);
  * axpy_f32) on it, without the expanded copy or a call per row. */
 void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, const void *q,
                         int64_t n, float scale);
+/* A KV cache's key scores a block at a time for this CPU: the F16 / F32 dot kernel's rows
+ * form, the Q8_0 one above; or NULL (one row at a time, Q8_0 rows expanded first). */
+dot_rows_fn key_rows_for_cpu(enum dtype t);
 void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
                          int64_t n);
 

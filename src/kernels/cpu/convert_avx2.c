@@ -1,4 +1,5 @@
-/* AVX2 + F16C row axpy. Contract: src/kernels/cpu/convert.h. */
+/* AVX2 + F16C versions of the forward pass's float helpers. Contract:
+ * src/kernels/cpu/convert.h. */
 #include "kernels/cpu/convert.h"
 
 #include "kernels/cpu/simd.h"
@@ -96,8 +97,9 @@ static inline void q8_0_widen16(const struct block_q8_0 *b, int j, __m256 d, __m
 
 /* dot_f32's steps over an expanded row: two accumulators over 16 values a step; their sum
  * still to be reduced (hsum_ps). */
-static inline __m256 key_q8_0_acc(const struct block_q8_0 *b, const float *q, int64_t n)
+static inline __m256 key_q8_0_acc(const void *row, const float *q, int64_t n)
 {
+    const struct block_q8_0 *b = row;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += QK, b++) {
         __m256 d = _mm256_set1_ps(_cvtsh_ss(b->d));
@@ -114,18 +116,8 @@ static inline __m256 key_q8_0_acc(const struct block_q8_0 *b, const float *q, in
 void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, const void *a,
                         int64_t n, float scale)
 {
-    const float *q = a;
     assert(n % QK == 0);
-#define KEY_ROW(r) ((const struct block_q8_0 *)((const char *)k + (size_t)(r) * stride))
-    int r = 0;
-    /* four rows at a time, their sums reduced together (hsum4_ps) */
-    for (; r + 4 <= rows; r += 4) {
-        __m128 s = hsum4_ps(key_q8_0_acc(KEY_ROW(r), q, n), key_q8_0_acc(KEY_ROW(r + 1), q, n),
-                            key_q8_0_acc(KEY_ROW(r + 2), q, n), key_q8_0_acc(KEY_ROW(r + 3), q, n));
-        _mm_storeu_ps(out + r, _mm_mul_ps(s, _mm_set1_ps(scale)));
-    }
-    for (; r < rows; r++) out[r] = hsum_ps(key_q8_0_acc(KEY_ROW(r), q, n)) * scale;
-#undef KEY_ROW
+    scaled_rows(out, k, stride, rows, a, n, scale, key_q8_0_acc);
 }
 
 /* As axpy_rows: y kept in registers two blocks (64 values: 8 chains of fused multiply-adds,

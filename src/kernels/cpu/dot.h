@@ -42,14 +42,13 @@ typedef void (*widen_fn)(float *dst, const void *src, int64_t n);
 typedef void (*dot_tile_fn)(const float *const *w, const void *a, size_t stride, int64_t n,
                             float *out, size_t out_stride);
 
-
 /* Rows with one SIMD lane per output row (gemm_avx512.c): GEMM_ROWS rows w, w + row_bytes,
  * ... are repacked once (at load: repack writes repacked_bytes(n) bytes, a multiple of 64,
- * to a 64-byte aligned destination; about the rows' own size), then run against n_tok activation rows at a, a + stride, ...:
- * out[t * out_stride + r] for r < GEMM_ROWS, each exactly dot(row r, activation row t) for
- * any n_tok, one (decoding) included. dot is the type's own dot for the quantized types
- * (NULL here), and for F16 / BF16 / F32 two fused multiply-add chains over the row's even
- * and odd columns in order, added. */
+ * to a 64-byte aligned destination; about the rows' own size), then run against n_tok
+ * activation rows at a, a + stride, ...: out[t * out_stride + r] for r < GEMM_ROWS, each
+ * exactly dot(row r, activation row t) for any n_tok, one (decoding) included. dot is the
+ * type's own dot for the quantized types (NULL here), and for F16 / BF16 / F32 two fused
+ * multiply-add chains over the row's even and odd columns in order, added. */
 #define GEMM_ROWS 16
 struct row_gemm {
     size_t (*repacked_bytes)(int64_t n);
@@ -67,7 +66,8 @@ struct dot_kernel {
      * multi-column dot of the same ISA, whose arithmetic equals dot's on the widened row) */
     widen_fn widen;
     dotn_fn widened_dotn;
-    /* F32, F16, BF16 with AVX-512: full tiles of float rows (edges use widened_dotn / dotn) */
+    /* F32, F16, BF16 with AVX-512, weights not repacked: full tiles of float rows (edges use
+     * widened_dotn / dotn) */
     dot_tile_fn float_tile;
     /* F32 / F16 rows of one activation row, with dot's own arithmetic (NULL: loop dot) */
     dot_rows_fn rows;
@@ -76,6 +76,12 @@ struct dot_kernel {
      * is the type's own) */
     const struct row_gemm *gemm;
 };
+
+/* The single-row function every output of k's row GEMM equals. */
+static inline dot_fn row_gemm_dot(const struct dot_kernel *k)
+{
+    return k->gemm->dot ? k->gemm->dot : k->dot;
+}
 
 enum cpu_isa { ISA_REF, ISA_AVX2, ISA_AVX512 };
 

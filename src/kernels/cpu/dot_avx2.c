@@ -448,23 +448,23 @@ static inline __attribute__((always_inline)) void dotn_q6_k_cols(const void *w, 
 
 COLUMN_DISPATCH(dotn_q6_k, dot_q6_k)
 
+/* f16_acc for simd.h's scaled_rows (a KV row is read once: no prefetch) */
+static inline __m256 f16_row_acc(const void *row, const float *q, int64_t n)
+{
+    return f16_acc(row, q, n, false);
+}
+
 /* Dots of several rows with one activation row, scaled: each exactly dot(row) * scale. F16
- * rows of whole 16-value steps (the attention's heads) go four at a time, their sums reduced
- * together (hsum4_ps): a key row is too short for one row's reduction to hide behind its
- * multiply-adds. */
+ * rows of whole 16-value steps (the attention's heads) through scaled_rows, four at a time;
+ * others one by one. */
 static void dot_rows_f16(float *out, const void *w, size_t stride, int rows, const void *a,
                          int64_t n, float scale)
 {
-#define F16_ROW(r) ((const f16_t *)((const char *)w + (size_t)(r) * stride))
-    int r = 0;
-    if (n % 16 == 0)
-        for (; r + 4 <= rows; r += 4) {
-            __m128 s = hsum4_ps(f16_acc(F16_ROW(r), a, n, false), f16_acc(F16_ROW(r + 1), a, n, false),
-                                f16_acc(F16_ROW(r + 2), a, n, false), f16_acc(F16_ROW(r + 3), a, n, false));
-            _mm_storeu_ps(out + r, _mm_mul_ps(s, _mm_set1_ps(scale)));
-        }
-    for (; r < rows; r++) out[r] = dot_f16(F16_ROW(r), a, n) * scale;
-#undef F16_ROW
+    if (n % 16 == 0) {
+        scaled_rows(out, w, stride, rows, a, n, scale, f16_row_acc);
+        return;
+    }
+    for (int r = 0; r < rows; r++) out[r] = dot_f16((const char *)w + (size_t)r * stride, a, n) * scale;
 }
 
 static void dot_rows_f32(float *out, const void *w, size_t stride, int rows, const void *a,

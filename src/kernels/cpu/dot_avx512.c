@@ -1,9 +1,9 @@
 /* AVX-512 kernels: the GEMM tile for batches of float rows that are not repacked (a weight of
  * fewer than 16 rows, a slice that is not whole blocks: repacked float weights go through
  * gemm_avx512.c), each output bit for bit the single-token AVX2 dot's; and the single-row
- * dots AVX-512 has of its own, Q4_0's and Q4_1's in the block steps of their row GEMMs. (Every other type's dot is AVX2's: the quantized
- * matmuls decode through the row GEMMs, so a dot of their own would serve only the rows past
- * the last block of 16.)
+ * dots AVX-512 has of its own, Q4_0's and Q4_1's in the block steps of their row GEMMs.
+ * (Every other type's dot is AVX2's: the quantized matmuls decode through the row GEMMs, so a
+ * dot of their own would serve only the rows past the last block of 16.)
  *
  * Float tile: TILE_ROWS float weight rows (F32, or F16 / BF16 widened) against
  * TILE_COLS activation rows, all full-length dots, with 24 zmm accumulators in registers.

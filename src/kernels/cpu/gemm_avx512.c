@@ -10,10 +10,10 @@
  * one integer multiply per sub-block by the 16 rows' scales; and the float steps for 16
  * outputs at once per super-block or block.
  *
- * Each quantized output is bit for bit the type's dot: the integer sums of a (super-)block are exact
- * whatever the order, and the float steps are those of the dots (simd.h's k_finish8 for the
- * K-quants, q32_dots for the 32-element types), done per lane in the same order. Tested
- * against the dots in test_kernels and through matmul in test_matmul.
+ * Each quantized output is bit for bit the type's dot: the integer sums of a (super-)block
+ * are exact whatever the order, and the float steps are those of the dots (simd.h's
+ * k_finish8 for the K-quants, q32_dots for the 32-element types), done per lane in the same
+ * order. Tested against the dots in test_kernels and through matmul in test_matmul.
  * Contract: src/kernels/cpu/dot.h. */
 #include "kernels/cpu/dot.h"
 #include "kernels/cpu/simd.h"
@@ -556,18 +556,21 @@ repack_float(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtyp
 {
     size_t eb = float_elem_bytes(type);
     uint8_t *dst = packed;
-    memset(dst + (size_t)n * GEMM_ROWS * eb, 0, repacked_bytes_float(n, type) - (size_t)n * GEMM_ROWS * eb);
+    size_t used = (size_t)n * GEMM_ROWS * eb;
+    memset(dst + used, 0, repacked_bytes_float(n, type) - used);
     /* 64 bytes of each row at a time, transposed by 4 bytes: for F32 that is column k + c of
      * the 16 rows in vector c; for 16-bit values vector c holds columns k + 2c and k + 2c + 1
      * pairwise, which one permutation per vector separates */
     const int64_t step = (int64_t)(64 / eb);
-    const __m512i pairs = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
-                                           30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i pairs =
+        _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1, /* odd */
+                         30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0); /* even */
     int64_t k = 0;
     for (; k + step <= n; k += step) {
         __m512i z[16];
         for (int r = 0; r < GEMM_ROWS; r++)
-            z[r] = _mm512_loadu_si512((const void *)((const uint8_t *)w + (size_t)r * row_bytes + (size_t)k * eb));
+            z[r] = _mm512_loadu_si512(
+                (const void *)((const uint8_t *)w + (size_t)r * row_bytes + (size_t)k * eb));
         transpose16_epi32(z);
         for (int c = 0; c < 16; c++)
             _mm512_store_si512((__m512i *)(dst + (size_t)k * GEMM_ROWS * eb + (size_t)c * 64),
@@ -627,16 +630,13 @@ static inline __attribute__((always_inline)) void
 run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int64_t n,
                  float *out, size_t out_stride, enum dtype type)
 {
-    /* a pair of columns is one cache line (F16, BF16) or two (F32) */
-    const size_t pair_bytes = 2 * GEMM_ROWS * float_elem_bytes(type);
+    const size_t column_bytes = GEMM_ROWS * float_elem_bytes(type);
     __m512 even[8], odd[8];
     for (int t = 0; t < nt; t++) even[t] = odd[t] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 2 <= n; k += 2) {
-        if (nt > 1)
-            for (size_t o = 0; o < pair_bytes; o += 64)
-                _mm_prefetch((const char *)packed + (size_t)k * GEMM_ROWS * float_elem_bytes(type) +
-                                 GEMM_PREFETCH + o, _MM_HINT_T0);
+        /* a pair of columns is the unit: one cache line (F16, BF16) or two (F32) */
+        if (nt > 1) prefetch_unit_ahead(packed + (size_t)k * column_bytes, 2 * column_bytes);
         __m512 w0 = float_column(packed, k, type), w1 = float_column(packed, k + 1, type);
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
@@ -646,9 +646,11 @@ run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int
     }
     if (k < n) {
         __m512 w0 = float_column(packed, k, type);
-        for (int t = 0; t < nt; t++) even[t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(y[t][k]), even[t]);
+        for (int t = 0; t < nt; t++)
+            even[t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(y[t][k]), even[t]);
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(out + (size_t)t * out_stride, _mm512_add_ps(even[t], odd[t]));
+    for (int t = 0; t < nt; t++)
+        _mm512_storeu_ps(out + (size_t)t * out_stride, _mm512_add_ps(even[t], odd[t]));
 }
 
 /* A type's row GEMM from the generic functions above and their variant argument (q5, the
@@ -657,7 +659,7 @@ run_float_tokens(const uint8_t *packed, const float *const *y, const int nt, int
  * accumulators stay in registers; act_t is the activation row's element (the encoded block,
  * or float), dot the single-row form of its outputs (NULL: the type's own dot). */
 // clang-format off
-#define ROW_GEMM(name, dot, act_t, bytes_fn, repack_fn, tokens_fn, ...)                                 \
+#define ROW_GEMM(name, dot, act_t, bytes_fn, repack_fn, tokens_fn, ...)                            \
     static size_t name##_bytes(int64_t n) { return bytes_fn(n, ##__VA_ARGS__); }                   \
     static void name##_repack(void *packed, const void *w, size_t row_bytes, int64_t n)            \
     {                                                                                              \

@@ -58,6 +58,27 @@ static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm256_castps256_ps128(t);
 }
 
+/* out[r] = hsum_ps(acc(row r, q, n)) * scale for rows rows stride bytes apart, four at a time
+ * with their sums reduced together (a key row is too short for one row's reduction to hide
+ * behind its multiply-adds): the scaled rows form of a dot whose vector part is acc and which
+ * has no scalar tail at this n. acc is a constant at each use, so it is inlined. */
+typedef __m256 (*row_acc_fn)(const void *row, const float *q, int64_t n);
+static inline __attribute__((always_inline)) void scaled_rows(float *out, const void *w,
+                                                              size_t stride, int rows,
+                                                              const float *q, int64_t n,
+                                                              float scale, row_acc_fn acc)
+{
+#define SCALED_ROW(r) ((const char *)w + (size_t)(r) * stride)
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        __m128 s = hsum4_ps(acc(SCALED_ROW(r), q, n), acc(SCALED_ROW(r + 1), q, n),
+                            acc(SCALED_ROW(r + 2), q, n), acc(SCALED_ROW(r + 3), q, n));
+        _mm_storeu_ps(out + r, _mm_mul_ps(s, _mm_set1_ps(scale)));
+    }
+    for (; r < rows; r++) out[r] = hsum_ps(acc(SCALED_ROW(r), q, n)) * scale;
+#undef SCALED_ROW
+}
+
 /* The totals of 8 vectors of int32 lanes, as one vector: lane k = the sum of p[k]'s lanes.
  * By unpacks and adds, not vphaddd, which issues only every other cycle here (Zen 4). */
 static inline __m256i sum8_epi32(const __m256i p[8])
