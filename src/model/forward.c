@@ -84,10 +84,9 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->ff_up = malloc(nb * ff * sizeof(float));
     /* per token: the angles of global layers, then those of sliding-window layers */
     s->rope_cs = malloc(2 * nb * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
-    /* per thread: the scores of a group of query heads sharing a KV head, and a dequantized row */
-    size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    /* per thread: the scores of a token's query heads, and a dequantized row */
     s->scores = malloc((size_t)pool_size(m->pool) *
-                       (group * (size_t)max_pos + (size_t)hp->head_dim) * sizeof(float));
+                       ((size_t)hp->n_head * (size_t)max_pos + (size_t)hp->head_dim) * sizeof(float));
     s->act = malloc(matmul_scratch_bytes(m, n_batch));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
@@ -160,26 +159,93 @@ static int block_len(int p, int pos)
     return (end <= pos ? end : pos + 1) - p;
 }
 
-/* Asks for the rows of head g at positions p .. p + cnt - 1 (a KV block) ahead of their use:
- * a block's rows are one place in memory, the next block another, which the hardware
- * prefetcher does not foresee. */
-static void prefetch_kv_rows(const struct kv_store *kv, const uint8_t *base, int il,
-                             const int32_t *table, int p, int cnt, int g)
+/* The KV rows a unit reads next, asked for ahead of their use: a block's rows are one place in
+ * memory, the next block another, which the hardware prefetcher does not foresee. */
+struct kv_ahead {
+    const uint8_t *row; /* the first row's part of KV heads g0 .. g1 - 1; NULL: none */
+    size_t row_bytes, bytes;
+    int cnt;
+};
+
+/* The block of KV heads g0 .. g1 - 1 at position p (the block after the one in use), if p <= pos. */
+static struct kv_ahead kv_ahead_at(const struct kv_store *kv, const uint8_t *base, int il,
+                                   const int32_t *table, int p, int pos, int g0, int g1)
 {
-    const uint8_t *row = kv_row(kv, base, il, table, p) + (size_t)g * kv->head_bytes;
-    for (int i = 0; i < cnt; i++, row += kv->row_bytes)
-        for (size_t o = 0; o < kv->head_bytes; o += 64) __builtin_prefetch(row + o);
+    struct kv_ahead a = {NULL, kv->row_bytes, (size_t)(g1 - g0) * kv->head_bytes, 0};
+    if (p > pos) return a;
+    a.row = kv_row(kv, base, il, table, p) + (size_t)g0 * kv->head_bytes;
+    a.cnt = block_len(p, pos);
+    return a;
 }
 
-/* One unit of work: a token, a KV head and the query heads sharing it (all of the group, or
- * a part of it when there are too few units for the threads, as when decoding one token):
- * for each of those heads, scores over the visible positions, softmax, weighted sum of
- * values. The heads go through each KV block one after another while it is in L1, so keys
- * and values are read from memory once per unit, not once per head. The rows forms take a
- * block's positions in one call; Q8_0 rows are read in place by them, and expanded to floats
- * once per row for all the heads only where there is no rows form (no AVX2). Each unit reads
- * only its own token's query and sequence, and each head's arithmetic is its own, so the
- * result never depends on the rest of the batch or on how the heads are grouped. */
+/* Part `part` of `parts` of a block ahead: its rows are asked for a few at a time, between
+ * the calls that work on the block in use. All of a block's lines at once (six KiB for a
+ * whole token of SmolLM2) queue behind each other and behind the loads in use: in a test
+ * reading blocks scattered over 64 MiB, spreading them was 1.7x faster. always_inline: GCC 12
+ * takes a function of prefetches alone for one without effects and drops its calls (the
+ * block prefetch before this one never reached the binary). */
+static inline __attribute__((always_inline)) void prefetch_kv_part(const struct kv_ahead *a,
+                                                                   int part, int parts)
+{
+    if (!a->row) return;
+    const uint8_t *row = a->row + (size_t)(a->cnt * part / parts) * a->row_bytes;
+    for (int i = a->cnt * part / parts; i < a->cnt * (part + 1) / parts; i++, row += a->row_bytes)
+        for (size_t o = 0; o < a->bytes; o += 64) __builtin_prefetch(row + o);
+}
+
+/* One unit of the attention's work: a token and a range of its query heads, h0 .. h1 - 1
+ * (sharing KV heads g0 .. g1 - 1), attending over positions lo .. pos of its sequence. */
+struct attn_unit {
+    int t, h0, h1, g0, g1, lo, pos;
+    const int32_t *table;
+};
+
+/* A unit per token where the batch has two for each thread: all its heads. Else a unit per
+ * KV head, split further for at least two units per thread where the heads allow it (as when
+ * decoding one token). */
+struct attn_split {
+    int per_token, parts, units;
+};
+
+static struct attn_split attn_split_for(const struct hparams *hp, int n, int nth)
+{
+    int group = hp->n_head / hp->n_head_kv;
+    struct attn_split sp = {n >= 2 * nth ? 1 : hp->n_head_kv, 1, 0};
+    if (sp.per_token > 1 && n * sp.per_token < 2 * nth) {
+        sp.parts = (2 * nth + n * sp.per_token - 1) / (n * sp.per_token);
+        if (sp.parts > group) sp.parts = group;
+    }
+    sp.units = n * sp.per_token * sp.parts;
+    return sp;
+}
+
+static struct attn_unit attn_unit_at(const struct attn_job *j, const struct attn_split *sp, int u)
+{
+    const struct hparams *hp = &j->s->m->hp;
+    int group = hp->n_head / hp->n_head_kv;
+    struct attn_unit a = {.t = u / (sp->per_token * sp->parts), .h0 = 0, .h1 = hp->n_head};
+    if (sp->per_token > 1) {
+        int g = u / sp->parts % sp->per_token, part = u % sp->parts;
+        a.h0 = g * group + group * part / sp->parts;
+        a.h1 = g * group + group * (part + 1) / sp->parts;
+    }
+    a.g0 = a.h0 / group;
+    a.g1 = (a.h1 - 1) / group + 1;
+    a.pos = j->b->pos[a.t];
+    a.table = j->b->block_tables[a.t];
+    a.lo = j->local && a.pos - hp->sliding_window + 1 > 0 ? a.pos - hp->sliding_window + 1 : 0;
+    return a;
+}
+
+/* For each head of a unit: scores over the visible positions, softmax, weighted sum of
+ * values. The unit goes through the KV blocks one after another, and all its heads through
+ * each block while it is in L1: keys and values are read from memory once per unit, and the
+ * next block (after the last block of values: the first block of keys of this thread's next
+ * unit) is asked for while one is in use. The rows forms take a block's positions in one
+ * call; Q8_0 rows are read in place by them, and expanded to floats once per row and KV head
+ * only where there is no rows form (no AVX2). Each unit reads only its own token's query and
+ * sequence, and each head's arithmetic is its own, so the result never depends on the rest
+ * of the batch or on how the heads are grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -188,63 +254,77 @@ static void attention_worker(void *ctx, int ith, int nth)
     const struct hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t qd = (size_t)hp->n_head * hd, max_pos = (size_t)s->max_pos;
-    float *scores = s->scores + (size_t)ith * ((size_t)group * max_pos + (size_t)hd);
-    float *tmp = scores + (size_t)group * max_pos;
+    float *scores = s->scores + (size_t)ith * ((size_t)hp->n_head * max_pos + (size_t)hd);
+    float *tmp = scores + (size_t)hp->n_head * max_pos;
     bool key_rows = kv->key_rows != NULL;
     /* Q8_0 rows without a rows form: expanded into tmp, then the F32 one-row calls */
     bool expand_keys = !key_rows && kv->type == DTYPE_Q8_0;
     bool expand_values = !kv->axpy_rows && kv->type == DTYPE_Q8_0;
-    /* at least two units per thread where the heads allow it */
-    int per_kv = j->b->n * hp->n_head_kv;
-    int parts = per_kv >= 2 * nth ? 1 : (2 * nth + per_kv - 1) / per_kv;
-    if (parts > group) parts = group;
-    int units = per_kv * parts;
+    struct attn_split sp = attn_split_for(hp, j->b->n, nth);
     /* interleaved, not in halves: a later position attends over more keys */
-    for (int u = ith; u < units; u += nth) {
-        int t = u / (hp->n_head_kv * parts), g = u / parts % hp->n_head_kv, part = u % parts;
-        int h0 = g * group + group * part / parts, h1 = g * group + group * (part + 1) / parts;
-        int pos = j->b->pos[t];
-        const int32_t *table = j->b->block_tables[t];
-        int lo = j->local && pos - hp->sliding_window + 1 > 0 ? pos - hp->sliding_window + 1 : 0;
+    for (int u = ith; u < sp.units; u += nth) {
+        struct attn_unit a = attn_unit_at(j, &sp, u);
+        const float *qt = s->q + (size_t)a.t * qd;
+        float *out_t = s->attn + (size_t)a.t * qd;
+        int lo = a.lo, pos = a.pos;
         /* head h's scores: scores + (h - h0) * max_pos, position p at p - lo */
         /* a block's positions are consecutive rows: one call per block and head where the
          * kernels have a rows form (the same arithmetic per position as the one-row calls) */
         for (int p = lo, cnt; p <= pos; p += cnt) {
             cnt = block_len(p, pos);
-            const uint8_t *k = kv_row(kv, kv->k, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (p + cnt <= pos)
-                prefetch_kv_rows(kv, kv->k, j->il, table, p + cnt, block_len(p + cnt, pos), g);
-            for (int i = 0; i < (key_rows ? 1 : cnt); i++, k += kv->row_bytes) {
-                if (expand_keys) dequantize_row(kv->type, tmp, k, hd);
-                for (int h = h0; h < h1; h++) {
-                    const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-                    float *sc = scores + (size_t)(h - h0) * max_pos + (p - lo);
-                    if (key_rows)
-                        kv->key_rows(sc, k, kv->row_bytes, cnt, q, hd, hp->attn_scale);
-                    else
-                        sc[i] = kv->key_dot->dot(expand_keys ? (const void *)tmp : k, q, hd) *
-                                hp->attn_scale;
+            const uint8_t *row = kv_row(kv, kv->k, j->il, a.table, p);
+            struct kv_ahead next = kv_ahead_at(kv, kv->k, j->il, a.table, p + cnt, pos, a.g0, a.g1);
+            for (int i = 0; i < (key_rows ? 1 : cnt); i++, row += kv->row_bytes) {
+                for (int h = a.h0; h < a.h1; h++) {
+                    if (key_rows) prefetch_kv_part(&next, h - a.h0, a.h1 - a.h0);
+                    else if (h == a.h0) prefetch_kv_part(&next, i, cnt);
+                    const uint8_t *k = row + (size_t)(h / group) * kv->head_bytes;
+                    float *sc = scores + (size_t)(h - a.h0) * max_pos + (p - lo);
+                    if (key_rows) {
+                        kv->key_rows(sc, k, kv->row_bytes, cnt, qt + (size_t)h * hd, hd,
+                                     hp->attn_scale);
+                        continue;
+                    }
+                    if (expand_keys && (h == a.h0 || h % group == 0))
+                        dequantize_row(kv->type, tmp, k, hd);
+                    sc[i] = kv->key_dot->dot(expand_keys ? (const void *)tmp : k,
+                                             qt + (size_t)h * hd, hd) * hp->attn_scale;
                 }
             }
         }
         /* the first block of values while the softmax runs */
-        prefetch_kv_rows(kv, kv->v, j->il, table, lo, block_len(lo, pos), g);
-        for (int h = h0; h < h1; h++) {
-            softmax(scores + (size_t)(h - h0) * max_pos, pos - lo + 1);
-            memset(s->attn + (size_t)t * qd + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
+        struct kv_ahead first = kv_ahead_at(kv, kv->v, j->il, a.table, lo, pos, a.g0, a.g1);
+        for (int h = a.h0; h < a.h1; h++) {
+            prefetch_kv_part(&first, h - a.h0, a.h1 - a.h0);
+            softmax(scores + (size_t)(h - a.h0) * max_pos, pos - lo + 1);
+            memset(out_t + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
+        }
+        /* the first block of keys of this thread's next unit, while the last block of values
+         * is in use */
+        struct kv_ahead after = {NULL};
+        if (u + nth < sp.units) {
+            struct attn_unit b = attn_unit_at(j, &sp, u + nth);
+            after = kv_ahead_at(kv, kv->k, j->il, b.table, b.lo, b.pos, b.g0, b.g1);
         }
         for (int p = lo, cnt; p <= pos; p += cnt) {
             cnt = block_len(p, pos);
-            const uint8_t *v = kv_row(kv, kv->v, j->il, table, p) + (size_t)g * kv->head_bytes;
-            if (p + cnt <= pos)
-                prefetch_kv_rows(kv, kv->v, j->il, table, p + cnt, block_len(p + cnt, pos), g);
-            for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, v += kv->row_bytes) {
-                if (expand_values) dequantize_row(kv->type, tmp, v, hd);
-                for (int h = h0; h < h1; h++) {
-                    float *out = s->attn + (size_t)t * qd + (size_t)h * hd;
-                    const float *w = scores + (size_t)(h - h0) * max_pos + (p - lo);
-                    if (kv->axpy_rows) kv->axpy_rows(out, w, v, kv->row_bytes, cnt, hd);
-                    else if (kv->type == DTYPE_F16) kv->axpy_f16(out, w[i], (const f16_t *)v, hd);
+            const uint8_t *row = kv_row(kv, kv->v, j->il, a.table, p);
+            struct kv_ahead next = p + cnt <= pos
+                ? kv_ahead_at(kv, kv->v, j->il, a.table, p + cnt, pos, a.g0, a.g1) : after;
+            for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, row += kv->row_bytes) {
+                for (int h = a.h0; h < a.h1; h++) {
+                    if (kv->axpy_rows) prefetch_kv_part(&next, h - a.h0, a.h1 - a.h0);
+                    else if (h == a.h0) prefetch_kv_part(&next, i, cnt);
+                    const uint8_t *v = row + (size_t)(h / group) * kv->head_bytes;
+                    float *out = out_t + (size_t)h * hd;
+                    const float *w = scores + (size_t)(h - a.h0) * max_pos + (p - lo);
+                    if (kv->axpy_rows) {
+                        kv->axpy_rows(out, w, v, kv->row_bytes, cnt, hd);
+                        continue;
+                    }
+                    if (expand_values && (h == a.h0 || h % group == 0))
+                        dequantize_row(kv->type, tmp, v, hd);
+                    if (kv->type == DTYPE_F16) kv->axpy_f16(out, w[i], (const f16_t *)v, hd);
                     else if (kv->type == DTYPE_F32) kv->axpy_f32(out, w[i], (const float *)v, hd);
                     else kv->axpy_f32(out, w[i], tmp, hd);
                 }
