@@ -151,9 +151,9 @@ static void encoder_layer(struct encoder_state *s, const struct layer *L, const 
                           int n_seq, int n)
 {
     const struct model *m = s->m;
-    matmul(m->pool, s->q, &L->wq, s->x, n, s->act);
-    matmul_again(m->pool, s->k, &L->wk, &L->wq, s->x, n, s->act);
-    matmul_again(m->pool, s->v, &L->wv, &L->wk, s->x, n, s->act);
+    float *qkv_out[] = {s->q, s->k, s->v};
+    const struct weight *qkv[] = {&L->wq, &L->wk, &L->wv};
+    matmul_set(m->pool, qkv_out, qkv, 3, s->x, n, s->act);
     run_stage(s, L, QKV_BIAS, n);
     struct attn_job job = {s, starts, n_seq, dot_kernel_for(DTYPE_F32)->dot, axpy_f32_for_cpu()};
     pool_run(m->pool, attention_worker, &job);

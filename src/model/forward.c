@@ -428,10 +428,9 @@ static void attention_block(struct forward_state *s, const struct kv_store *kv,
     bool local = layer_is_local(&m->hp, il);
     struct stage_job st = {s, kv, b, L, il, local, ATTN_NORM};
     run_stage(&st);
-    /* q, k and v read the same input: encode it once. */
-    matmul(m->pool, s->q, &L->wq, s->xn, n, s->act);
-    matmul_again(m->pool, s->k, &L->wk, &L->wq, s->xn, n, s->act);
-    matmul_again(m->pool, s->v, &L->wv, &L->wk, s->xn, n, s->act);
+    float *qkv_out[] = {s->q, s->k, s->v};
+    const struct weight *qkv[] = {&L->wq, &L->wk, &L->wv};
+    matmul_set(m->pool, qkv_out, qkv, 3, s->xn, n, s->act);
     st.stage = QKV_ROPE_STORE;
     run_stage(&st);
     struct attn_job job = {s, kv, b, il, local};
@@ -467,8 +466,9 @@ static void dense_ffn(struct forward_state *s, const struct weight *gate, const 
 {
     const struct model *m = s->m;
     int ff = (int)gate->rows;
-    matmul(m->pool, s->ff_gate, gate, in, n, s->act);
-    matmul_again(m->pool, s->ff_up, up, gate, in, n, s->act);
+    float *gate_up_out[] = {s->ff_gate, s->ff_up};
+    const struct weight *gate_up[] = {gate, up};
+    matmul_set(m->pool, gate_up_out, gate_up, 2, in, n, s->act);
     struct glu_job job = {s, (size_t)ff, n, m->hp.arch == ARCH_GEMMA3};
     if (n > 1) pool_run(m->pool, glu_worker, &job);
     else glu_worker(&job, 0, 1);

@@ -4,31 +4,41 @@
 
 #include "kernels/cpu/convert.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
 
+enum { MATMUL_MAX_WEIGHTS = 3 };
+
+/* One pass of the pool over up to MATMUL_MAX_WEIGHTS weights that read the same encoded
+ * activations (q, k and v; gate and up): one wait for the threads instead of one per weight,
+ * and the small weights' blocks shared out with the large ones'. */
 struct matmul_job {
-    float *out;
-    const struct weight *w;
+    float *out[MATMUL_MAX_WEIGHTS];
+    const struct weight *w[MATMUL_MAX_WEIGHTS];
+    int n_w;
     const uint8_t *act;
     size_t act_bytes;
     int n_tok;
-    atomic_llong next_block; /* repacked weights: the next of the shared blocks to take */
+    int64_t blocks;          /* whole repacked blocks of all the repacked weights, in order */
+    atomic_llong next_block; /* the next of the shared blocks to take */
 };
 
 enum { ROW_TILE = 4 };
 
-/* Output row r for tokens t0 .. t1 - 1 from weight row `row` (as stored, or widened), by the
- * multi-column dot DOT_MAX_COLS tokens at a time. Inlined: decoding calls it once per row. */
+/* Output row r of weight w for tokens t0 .. t1 - 1 from its row `row` (as stored, or
+ * widened), by the multi-column dot DOT_MAX_COLS tokens at a time. Inlined: decoding calls it
+ * once per row. */
 static inline __attribute__((always_inline)) void dotn_tokens(const struct matmul_job *j,
+                                                              const struct weight *w, float *out,
                                                               dotn_fn dotn, const void *row,
                                                               int64_t r, int t0, int t1)
 {
     for (int t = t0; t < t1; t += DOT_MAX_COLS) {
         int nc = t1 - t < DOT_MAX_COLS ? t1 - t : DOT_MAX_COLS;
         float res[DOT_MAX_COLS];
-        dotn(row, j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, j->w->cols, res);
-        for (int c = 0; c < nc; c++) j->out[(size_t)(t + c) * (size_t)j->w->rows + (size_t)r] = res[c];
+        dotn(row, j->act + (size_t)t * j->act_bytes, j->act_bytes, nc, w->cols, res);
+        for (int c = 0; c < nc; c++) out[(size_t)(t + c) * (size_t)w->rows + (size_t)r] = res[c];
     }
 }
 
@@ -36,9 +46,9 @@ static inline __attribute__((always_inline)) void dotn_tokens(const struct matmu
  * batch do not fit in cache, so they are streamed once per tile of WIDE_TILE rows (widened
  * into this thread's scratch) rather than once per row. Each output is still one dotn
  * column, so results do not depend on the batch. */
-static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1, float *scratch)
+static void matmul_float_rows(const struct matmul_job *j, const struct weight *w, float *out,
+                              int64_t r0, int64_t r1, float *scratch)
 {
-    const struct weight *w = j->w;
     bool widen = w->kern->widen != NULL;
     dotn_fn dotn = widen ? w->kern->widened_dotn : w->kern->dotn;
     size_t row_floats = (size_t)w->cols;
@@ -58,14 +68,35 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
         dot_tile_fn tile_fn = w->kern->float_tile;
         /* full tiles of TILE_ROWS x TILE_COLS, then the edges one row at a time */
         for (; tile_fn && t + TILE_COLS <= j->n_tok; t += TILE_COLS) {
-            float *out = j->out + (size_t)t * (size_t)w->rows + (size_t)tile;
+            float *o = out + (size_t)t * (size_t)w->rows + (size_t)tile;
             int i = 0;
             for (; i + TILE_ROWS <= rows; i += TILE_ROWS)
                 tile_fn(tile_rows + i, j->act + (size_t)t * j->act_bytes, j->act_bytes, w->cols,
-                        out + i, (size_t)w->rows);
-            for (; i < rows; i++) dotn_tokens(j, dotn, tile_rows[i], tile + i, t, t + TILE_COLS);
+                        o + i, (size_t)w->rows);
+            for (; i < rows; i++)
+                dotn_tokens(j, w, out, dotn, tile_rows[i], tile + i, t, t + TILE_COLS);
         }
-        for (int i = 0; i < rows; i++) dotn_tokens(j, dotn, tile_rows[i], tile + i, t, j->n_tok);
+        for (int i = 0; i < rows; i++) dotn_tokens(j, w, out, dotn, tile_rows[i], tile + i, t, j->n_tok);
+    }
+}
+
+/* Whole repacked blocks b0 .. b1 - 1 of the job (numbered through its repacked weights in
+ * order). */
+static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
+{
+    int64_t first = 0; /* the job's number of weight i's block 0 */
+    for (int i = 0; i < j->n_w && b0 < b1; i++) {
+        const struct weight *w = j->w[i];
+        if (!w->repacked) continue;
+        int64_t blocks = w->rows / GEMM_ROWS;
+        const struct row_gemm *gemm = w->kern->gemm;
+        size_t block_bytes = gemm->repacked_bytes(w->cols);
+        for (; b0 < b1 && b0 < first + blocks; b0++) {
+            int64_t b = b0 - first;
+            gemm->run(w->repacked + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok,
+                      w->cols, j->out[i] + b * GEMM_ROWS, (size_t)w->rows);
+        }
+        first += blocks;
     }
 }
 
@@ -83,42 +114,45 @@ static void matmul_float_rows(const struct matmul_job *j, int64_t r0, int64_t r1
  * bits. */
 static void matmul_repacked(struct matmul_job *j, int ith, int nth)
 {
-    const struct weight *w = j->w;
-    const struct row_gemm *gemm = w->kern->gemm;
-    size_t block_bytes = gemm->repacked_bytes(w->cols);
-    int64_t blocks = w->rows / GEMM_ROWS, own = blocks * 3 / 4;
-    int64_t run = (int64_t)((256u << 10) / block_bytes);
-    if (run > (blocks - own) / (2 * nth)) run = (blocks - own) / (2 * nth);
-    if (run < 1) run = 1;
-    int64_t b0 = own * ith / nth, b1 = own * (ith + 1) / nth;
-    for (;;) {
-        for (int64_t b = b0; b < b1; b++)
-            gemm->run(w->repacked + (size_t)b * block_bytes, j->act, j->act_bytes, j->n_tok,
-                      w->cols, j->out + b * GEMM_ROWS, (size_t)w->rows);
-        b0 = own + atomic_fetch_add_explicit(&j->next_block, run, memory_order_relaxed);
-        if (b0 >= blocks) break;
-        b1 = b0 + run < blocks ? b0 + run : blocks;
-    }
-    for (int64_t r = blocks * GEMM_ROWS + ith; r < w->rows; r += nth) {
-        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        if (!gemm->dot) { /* the type's own dot, several tokens a pass */
-            dotn_tokens(j, w->kern->dotn, row, r, 0, j->n_tok);
-            continue;
+    int64_t blocks = j->blocks, own = blocks * 3 / 4;
+    if (blocks > 0) {
+        size_t bytes = 0; /* of the job's repacked blocks, for the runs' length */
+        for (int i = 0; i < j->n_w; i++)
+            if (j->w[i]->repacked)
+                bytes += (size_t)(j->w[i]->rows / GEMM_ROWS) *
+                         j->w[i]->kern->gemm->repacked_bytes(j->w[i]->cols);
+        int64_t run = (int64_t)((256u << 10) / (bytes / (size_t)blocks));
+        if (run > (blocks - own) / (2 * nth)) run = (blocks - own) / (2 * nth);
+        if (run < 1) run = 1;
+        int64_t b0 = own * ith / nth, b1 = own * (ith + 1) / nth;
+        for (;;) {
+            run_blocks(j, b0, b1);
+            b0 = own + atomic_fetch_add_explicit(&j->next_block, run, memory_order_relaxed);
+            if (b0 >= blocks) break;
+            b1 = b0 + run < blocks ? b0 + run : blocks;
         }
-        for (int t = 0; t < j->n_tok; t++)
-            j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
-                gemm->dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+    }
+    for (int i = 0; i < j->n_w; i++) {
+        const struct weight *w = j->w[i];
+        const struct row_gemm *gemm = w->kern->gemm;
+        if (!w->repacked) continue;
+        for (int64_t r = w->rows / GEMM_ROWS * GEMM_ROWS + ith; r < w->rows; r += nth) {
+            const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+            if (!gemm->dot) { /* the type's own dot, several tokens a pass */
+                dotn_tokens(j, w, j->out[i], w->kern->dotn, row, r, 0, j->n_tok);
+                continue;
+            }
+            for (int t = 0; t < j->n_tok; t++)
+                j->out[i][(size_t)t * (size_t)w->rows + (size_t)r] =
+                    gemm->dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
+        }
     }
 }
 
-static void matmul_worker(void *ctx, int ith, int nth)
+/* A weight without a repacked form: a share of its rows per thread. */
+static void matmul_rows(const struct matmul_job *j, const struct weight *w, float *out, int ith,
+                        int nth)
 {
-    struct matmul_job *j = ctx;
-    const struct weight *w = j->w;
-    if (w->repacked) {
-        matmul_repacked(j, ith, nth);
-        return;
-    }
     int64_t tiles = (w->rows + ROW_TILE - 1) / ROW_TILE;
     int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
     int64_t r0 = t0 * ROW_TILE, r1 = t1 * ROW_TILE < w->rows ? t1 * ROW_TILE : w->rows;
@@ -126,7 +160,7 @@ static void matmul_worker(void *ctx, int ith, int nth)
         /* this thread's scratch after the encoded activations (see matmul_scratch_bytes) */
         float *scratch = (float *)(j->act + (size_t)j->n_tok * j->act_bytes) +
                          (size_t)ith * WIDE_TILE * (size_t)w->cols;
-        matmul_float_rows(j, r0, r1, scratch);
+        matmul_float_rows(j, w, out, r0, r1, scratch);
         return;
     }
     dot_fn dot = w->kern->dot;
@@ -135,20 +169,21 @@ static void matmul_worker(void *ctx, int ith, int nth)
         const uint8_t *row = w->data + (size_t)r * w->row_bytes;
         if (!dotn) {
             for (int t = 0; t < j->n_tok; t++)
-                j->out[(size_t)t * (size_t)w->rows + (size_t)r] =
+                out[(size_t)t * (size_t)w->rows + (size_t)r] =
                     dot(row, j->act + (size_t)t * j->act_bytes, w->cols);
             continue;
         }
         /* several tokens per pass over the row: it is unpacked once for all of them */
-        dotn_tokens(j, dotn, row, r, 0, j->n_tok);
+        dotn_tokens(j, w, out, dotn, row, r, 0, j->n_tok);
     }
 }
 
-static void matmul_encoded(struct pool *pool, float *out, const struct weight *w, const uint8_t *act,
-                    int n_tok)
+static void matmul_worker(void *ctx, int ith, int nth)
 {
-    struct matmul_job job = {out, w, act, act_row_bytes(w->kern->act, w->cols), n_tok, 0};
-    pool_run(pool, matmul_worker, &job);
+    struct matmul_job *j = ctx;
+    matmul_repacked(j, ith, nth);
+    for (int i = 0; i < j->n_w; i++)
+        if (!j->w[i]->repacked) matmul_rows(j, j->w[i], j->out[i], ith, nth);
 }
 
 struct encode_job {
@@ -167,14 +202,50 @@ static void encode_worker(void *ctx, int ith, int nth)
                    j->in + (size_t)t * (size_t)j->w->cols, j->w->cols);
 }
 
-void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
-            uint8_t *act)
+/* in encoded for w's kernel into act */
+static void encode_input(struct pool *pool, const struct weight *w, const float *in, int n_tok,
+                   uint8_t *act)
 {
     /* a row's encoding depends on that row only: splitting tokens among threads is exact */
     struct encode_job job = {w, in, act, act_row_bytes(w->kern->act, w->cols), n_tok};
     if (n_tok > 1) pool_run(pool, encode_worker, &job);
     else encode_worker(&job, 0, 1);
-    matmul_encoded(pool, out, w, act, n_tok);
+}
+
+/* out[i] = w[i] . act for the weights in one pass of the pool (all reading act as encoded) */
+static void matmul_encoded(struct pool *pool, float *const *out, const struct weight *const *w,
+                           int n_w, const uint8_t *act, int n_tok)
+{
+    struct matmul_job job = {.n_w = n_w, .act = act, .n_tok = n_tok,
+                             .act_bytes = act_row_bytes(w[0]->kern->act, w[0]->cols)};
+    for (int i = 0; i < n_w; i++) {
+        job.out[i] = out[i];
+        job.w[i] = w[i];
+        if (w[i]->repacked) job.blocks += w[i]->rows / GEMM_ROWS;
+    }
+    pool_run(pool, matmul_worker, &job);
+}
+
+void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
+            uint8_t *act)
+{
+    encode_input(pool, w, in, n_tok, act);
+    matmul_encoded(pool, &out, &w, 1, act, n_tok);
+}
+
+void matmul_set(struct pool *pool, float *const *out, const struct weight *const *w, int n_w,
+                const float *in, int n_tok, uint8_t *act)
+{
+    assert(n_w >= 1 && n_w <= MATMUL_MAX_WEIGHTS);
+    encode_input(pool, w[0], in, n_tok, act);
+    /* runs of weights that read the same encoding go together */
+    for (int i = 0, n; i < n_w; i += n) {
+        if (i > 0) encode_input(pool, w[i], in, n_tok, act);
+        for (n = 1; i + n < n_w && w[i + n]->kern->act == w[i]->kern->act &&
+                    w[i + n]->cols == w[i]->cols;)
+            n++;
+        matmul_encoded(pool, out + i, w + i, n, act, n_tok);
+    }
 }
 
 struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows)
@@ -191,15 +262,6 @@ struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows)
                      ? w->repacked + (size_t)(r0 / GEMM_ROWS) * w->kern->gemm->repacked_bytes(w->cols)
                      : NULL;
     return v;
-}
-
-void matmul_again(struct pool *pool, float *out, const struct weight *w, const struct weight *prev,
-                  const float *in, int n_tok, uint8_t *act)
-{
-    if (w->kern->act == prev->kern->act && w->cols == prev->cols)
-        matmul_encoded(pool, out, w, act, n_tok);
-    else
-        matmul(pool, out, w, in, n_tok, act);
 }
 
 size_t matmul_scratch_bytes(const struct model *m, int n_batch)

@@ -1,7 +1,7 @@
 /* The threaded matmul (src/model/ops.c) gives every output exactly the single-token dot of
  * its row, whichever way it takes the weight: repacked at load for a row GEMM, float tiles or
  * multi-column dots; for 1 to 9 tokens and a row count that leaves rows past the last block
- * of 16 (taken by dotn). */
+ * of 16 (taken by dotn). matmul_set gives each weight of a set exactly matmul's outputs. */
 #include "check.h"
 
 #include "base/pool.h"
@@ -95,11 +95,82 @@ static void test_matmul_equals_row_dots(void)
     }
 }
 
+/* A weight of `rows` rows of type t in buf (of at least rows * COLS * 4 bytes), repacked into
+ * packed_buf where the type has a row GEMM and `repack` asks for it. */
+static void make_weight(struct weight *out, enum dtype t, int rows, bool repack, uint8_t *buf,
+                        uint8_t *packed_buf)
+{
+    static float x[COLS];
+    uint64_t row_bytes = 0;
+    CHECK(dtype_row_bytes(t, COLS, &row_bytes), "%s row size", dtype_get(t)->name);
+    for (int r = 0; r < rows; r++) {
+        for (int i = 0; i < COLS; i++) x[i] = next_f();
+        quantize_row(t, buf + (size_t)r * row_bytes, x, COLS);
+    }
+    struct weight w = {buf, t, rows, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
+    const struct row_gemm *g = w.kern->gemm;
+    if (g && repack) {
+        size_t block = g->repacked_bytes(COLS);
+        for (int b = 0; b < rows / GEMM_ROWS; b++)
+            g->repack(packed_buf + (size_t)b * block, buf + (size_t)b * GEMM_ROWS * row_bytes,
+                      (size_t)row_bytes, COLS);
+        w.repacked = packed_buf;
+    }
+    *out = w;
+}
+
+/* Sets as the forward pass makes them (q, k, v; gate, up): weights that share an encoding
+ * in one pass, repacked or not, of different row counts; and weights of different encodings
+ * (each encoded in turn). Every output equals matmul's for that weight alone, bit for bit. */
+static void test_matmul_set_equals_matmul(void)
+{
+    static _Alignas(64) uint8_t bufs[3][ROWS * COLS * 4], packs[3][ROWS * COLS * 4];
+    static float in[MAX_TOK * COLS], alone[MAX_TOK * ROWS], set_out[3][MAX_TOK * ROWS];
+    const struct {
+        enum dtype t[3];
+        int rows[3];
+        bool repack[3];
+    } sets[] = {
+        {{DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q8_0}, {ROWS, 2 * GEMM_ROWS, GEMM_ROWS + 3}, {true, true, true}},
+        {{DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0}, {ROWS, ROWS, 7}, {true, false, true}},
+        {{DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q4_K}, {ROWS, GEMM_ROWS, ROWS}, {true, true, false}},
+        {{DTYPE_Q4_K, DTYPE_Q8_0, DTYPE_F16}, {ROWS, ROWS, ROWS}, {true, true, true}},
+        {{DTYPE_F16, DTYPE_F16, DTYPE_BF16}, {ROWS, GEMM_ROWS + 1, ROWS}, {true, false, true}},
+    };
+    for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
+        struct weight w[3];
+        const struct weight *wp[3];
+        float *outs[3];
+        for (int i = 0; i < 3; i++) {
+            make_weight(&w[i], sets[k].t[i], sets[k].rows[i], sets[k].repack[i], bufs[i], packs[i]);
+            if (check_current_failed) return;
+            wp[i] = &w[i];
+            outs[i] = set_out[i];
+        }
+        for (int n_w = 1; n_w <= 3; n_w++)
+            for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+                for (int i = 0; i < n_tok * COLS; i++) in[i] = next_f();
+                memset(set_out, 0xff, sizeof set_out);
+                matmul_set(pool, outs, wp, n_w, in, n_tok, act);
+                for (int i = 0; i < n_w; i++) {
+                    memset(alone, 0xff, sizeof alone);
+                    matmul(pool, alone, wp[i], in, n_tok, act);
+                    size_t n = (size_t)n_tok * (size_t)w[i].rows;
+                    CHECK(memcmp(alone, set_out[i], n * sizeof(float)) == 0,
+                          "set %zu, %d weights, %d tokens: weight %d (%s%s) differs from matmul", k,
+                          n_w, n_tok, i, dtype_get(w[i].type)->name,
+                          w[i].repacked ? " repacked" : "");
+                }
+            }
+    }
+}
+
 int main(void)
 {
     pool = pool_new(THREADS);
     if (!pool) return 1;
     RUN(test_matmul_equals_row_dots);
+    RUN(test_matmul_set_equals_matmul);
     pool_free(pool);
     return check_summary();
 }
