@@ -48,7 +48,8 @@ static void bw_worker(void *ctx, int ith, int nth)
 
 /* The machine's read bandwidth, measured beside each generation run: what other tenants
  * leave of this machine's memory moves by 10-40 % within a minute here, and one reading
- * before or after all the runs put generation at 70-130 % of it. */
+ * before or after all the runs put generation at 70-130 % of it. Its pool is a second one
+ * beside the model's, idle while the other runs. */
 struct bw_meter {
     struct bw_job job;
     struct pool *pool;
@@ -56,7 +57,11 @@ struct bw_meter {
 
 static bool bw_meter_init(struct bw_meter *bm, int n_threads)
 {
-    size_t bytes = (size_t)256 << 20; /* eight times the L3 */
+    /* eight times the L3 (sysconf's, where it tells), from 256 MiB to 1 GiB */
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    size_t bytes = l3 > 0 ? 8 * (size_t)l3 : 0;
+    if (bytes < ((size_t)256 << 20)) bytes = (size_t)256 << 20;
+    if (bytes > ((size_t)1 << 30)) bytes = (size_t)1 << 30;
     memset(bm, 0, sizeof *bm);
     uint64_t *buf = malloc(bytes);
     bm->pool = pool_new(n_threads);

@@ -63,6 +63,14 @@ void kv_store_free(struct kv_store *kv)
     memset(kv, 0, sizeof *kv);
 }
 
+/* Floats from one head's scores to the next's in forward_state.scores: max_pos and a cache
+ * line more, so that the heads' current scores (max_pos is often a power of two) do not all
+ * fall in one L1 set. */
+static size_t scores_stride(int max_pos)
+{
+    return (size_t)max_pos + 16;
+}
+
 kiln_status forward_state_init(struct forward_state *s, const struct model *m, int n_batch,
                                int max_pos, struct kiln_err *err)
 {
@@ -86,7 +94,8 @@ kiln_status forward_state_init(struct forward_state *s, const struct model *m, i
     s->rope_cs = malloc(2 * nb * (size_t)(hp->rope_dim > 0 ? hp->rope_dim : 1) * sizeof(float));
     /* per thread: the scores of a token's query heads, and a dequantized row */
     s->scores = malloc((size_t)pool_size(m->pool) *
-                       ((size_t)hp->n_head * (size_t)max_pos + (size_t)hp->head_dim) * sizeof(float));
+                       ((size_t)hp->n_head * scores_stride(max_pos) + (size_t)hp->head_dim) *
+                       sizeof(float));
     s->act = malloc(matmul_scratch_bytes(m, n_batch));
     s->ffn_out = malloc(nb * (size_t)hp->n_embd * sizeof(float));
     size_t ne = (size_t)(hp->n_expert ? hp->n_expert : 1), nk = (size_t)(hp->n_expert_used + 1);
@@ -167,7 +176,7 @@ struct kv_ahead {
     int cnt;
 };
 
-/* The block of KV heads g0 .. g1 - 1 at position p (the block after the one in use), if p <= pos. */
+/* The block of KV heads g0 .. g1 - 1 at position p (the next one a unit reads), if p <= pos. */
 static struct kv_ahead kv_ahead_at(const struct kv_store *kv, const uint8_t *base, int il,
                                    const int32_t *table, int p, int pos, int g0, int g1)
 {
@@ -190,7 +199,9 @@ static inline __attribute__((always_inline)) void prefetch_kv_part(const struct 
     if (!a->row) return;
     const uint8_t *row = a->row + (size_t)(a->cnt * part / parts) * a->row_bytes;
     for (int i = a->cnt * part / parts; i < a->cnt * (part + 1) / parts; i++, row += a->row_bytes)
-        for (size_t o = 0; o < a->bytes; o += 64) __builtin_prefetch(row + o);
+        /* every line the heads' bytes touch (Q8_0 parts need not start on a line) */
+        for (uintptr_t l = (uintptr_t)row & ~(uintptr_t)63; l < (uintptr_t)row + a->bytes; l += 64)
+            __builtin_prefetch((const void *)l);
 }
 
 /* One unit of the attention's work: a token and a range of its query heads, h0 .. h1 - 1
@@ -204,16 +215,20 @@ struct attn_unit {
  * KV head, split further for at least two units per thread where the heads allow it (as when
  * decoding one token). */
 struct attn_split {
-    int per_token, parts, units;
+    bool whole_token;
+    int per_token, parts, units; /* units of a token: per_token KV heads x parts */
 };
 
 static struct attn_split attn_split_for(const struct hparams *hp, int n, int nth)
 {
     int group = hp->n_head / hp->n_head_kv;
-    struct attn_split sp = {n >= 2 * nth ? 1 : hp->n_head_kv, 1, 0};
-    if (sp.per_token > 1 && n * sp.per_token < 2 * nth) {
-        sp.parts = (2 * nth + n * sp.per_token - 1) / (n * sp.per_token);
-        if (sp.parts > group) sp.parts = group;
+    struct attn_split sp = {n >= 2 * nth, 1, 1, 0};
+    if (!sp.whole_token) {
+        sp.per_token = hp->n_head_kv;
+        if (n * sp.per_token < 2 * nth) {
+            sp.parts = (2 * nth + n * sp.per_token - 1) / (n * sp.per_token);
+            if (sp.parts > group) sp.parts = group;
+        }
     }
     sp.units = n * sp.per_token * sp.parts;
     return sp;
@@ -224,7 +239,7 @@ static struct attn_unit attn_unit_at(const struct attn_job *j, const struct attn
     const struct hparams *hp = &j->s->m->hp;
     int group = hp->n_head / hp->n_head_kv;
     struct attn_unit a = {.t = u / (sp->per_token * sp->parts), .h0 = 0, .h1 = hp->n_head};
-    if (sp->per_token > 1) {
+    if (!sp->whole_token) {
         int g = u / sp->parts % sp->per_token, part = u % sp->parts;
         a.h0 = g * group + group * part / sp->parts;
         a.h1 = g * group + group * (part + 1) / sp->parts;
@@ -253,7 +268,7 @@ static void attention_worker(void *ctx, int ith, int nth)
     const struct kv_store *kv = j->kv;
     const struct hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t qd = (size_t)hp->n_head * hd, max_pos = (size_t)s->max_pos;
+    size_t qd = (size_t)hp->n_head * hd, max_pos = scores_stride(s->max_pos);
     float *scores = s->scores + (size_t)ith * ((size_t)hp->n_head * max_pos + (size_t)hd);
     float *tmp = scores + (size_t)hp->n_head * max_pos;
     bool key_rows = kv->key_rows != NULL;

@@ -156,8 +156,8 @@ struct forward_state {
     float *x, *xn, *q, *k, *v, *attn, *ff_gate, *ff_up; /* [n_batch][...] */
     float *rope_cs;           /* [2][n_batch][rope_dim] cos / sin of each token's angles, for
                                  global then sliding-window layers */
-    float *scores;            /* [n_threads][group * max_pos + head_dim]: the scores of the
-                                 query heads sharing a KV head, and a dequantized row */
+    float *scores;            /* [n_threads][n_head * (max_pos + 16) + head_dim]: the
+                                 scores of a token's query heads, and a dequantized row */
     uint8_t *act;             /* encoded activations, [n_batch][row bytes of the widest input] */
     float *ffn_out;           /* [n_batch][n_embd] */
     float *router_logits;     /* [n_batch][n_expert], MoE only (below too) */

@@ -236,13 +236,14 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
 void matmul_set(struct pool *pool, float *const *out, const struct weight *const *w, int n_w,
                 const float *in, int n_tok, uint8_t *act)
 {
-    assert(n_w >= 1 && n_w <= MATMUL_MAX_WEIGHTS);
+    assert(n_w >= 1);
     encode_input(pool, w[0], in, n_tok, act);
-    /* runs of weights that read the same encoding go together */
+    /* runs of up to MATMUL_MAX_WEIGHTS weights that read the same encoding go together */
     for (int i = 0, n; i < n_w; i += n) {
-        if (i > 0) encode_input(pool, w[i], in, n_tok, act);
-        for (n = 1; i + n < n_w && w[i + n]->kern->act == w[i]->kern->act &&
-                    w[i + n]->cols == w[i]->cols;)
+        if (i > 0 && (w[i]->kern->act != w[i - 1]->kern->act || w[i]->cols != w[i - 1]->cols))
+            encode_input(pool, w[i], in, n_tok, act);
+        for (n = 1; i + n < n_w && n < MATMUL_MAX_WEIGHTS &&
+                    w[i + n]->kern->act == w[i]->kern->act && w[i + n]->cols == w[i]->cols;)
             n++;
         matmul_encoded(pool, out + i, w + i, n, act, n_tok);
     }

@@ -13,9 +13,9 @@
  * (the extra rows: each thread's widened F16 / BF16 weight rows). Runs on the pool. */
 void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
             uint8_t *act);
-/* out[i] = w[i] . in for n_w (1 to 3) weights of the same input (q, k and v; gate and up):
+/* out[i] = w[i] . in for n_w weights of the same input (q, k and v; gate and up):
  * it is encoded once for the weights whose kernels want the same encoding, and they run in
- * one pass of the pool. The results are matmul's, bit for bit. */
+ * one pass of the pool (up to three at a time). The results are matmul's, bit for bit. */
 void matmul_set(struct pool *pool, float *const *out, const struct weight *const *w, int n_w,
                 const float *in, int n_tok, uint8_t *act);
 

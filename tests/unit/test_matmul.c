@@ -9,6 +9,7 @@
 #include "model/ops.h"
 #include "tensor/quant.h"
 
+#include <stdio.h>
 #include <string.h>
 
 enum { ROWS = 3 * GEMM_ROWS + 5, COLS = 512, MAX_TOK = 9, THREADS = 2 };
@@ -105,12 +106,15 @@ static void make_weight(struct weight *out, enum dtype t, int rows, bool repack,
     CHECK(dtype_row_bytes(t, COLS, &row_bytes), "%s row size", dtype_get(t)->name);
     for (int r = 0; r < rows; r++) {
         for (int i = 0; i < COLS; i++) x[i] = next_f();
-        quantize_row(t, buf + (size_t)r * row_bytes, x, COLS);
+        CHECK(quantize_row(t, buf + (size_t)r * row_bytes, x, COLS), "quantize %s",
+              dtype_get(t)->name);
     }
     struct weight w = {buf, t, rows, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
     const struct row_gemm *g = w.kern->gemm;
     if (g && repack) {
         size_t block = g->repacked_bytes(COLS);
+        CHECK(block * (size_t)(rows / GEMM_ROWS) <= sizeof packed, "%s: repacked size",
+              dtype_get(t)->name);
         for (int b = 0; b < rows / GEMM_ROWS; b++)
             g->repack(packed_buf + (size_t)b * block, buf + (size_t)b * GEMM_ROWS * row_bytes,
                       (size_t)row_bytes, COLS);
@@ -120,34 +124,43 @@ static void make_weight(struct weight *out, enum dtype t, int rows, bool repack,
 }
 
 /* Sets as the forward pass makes them (q, k, v; gate, up): weights that share an encoding
- * in one pass, repacked or not, of different row counts; and weights of different encodings
- * (each encoded in turn). Every output equals matmul's for that weight alone, bit for bit. */
+ * in one pass, repacked or not, of different row counts; weights of different encodings
+ * (each encoded in turn); and more weights than one pass takes. Every output equals
+ * matmul's for that weight alone, bit for bit. */
 static void test_matmul_set_equals_matmul(void)
 {
-    static _Alignas(64) uint8_t bufs[3][ROWS * COLS * 4], packs[3][ROWS * COLS * 4];
-    static float in[MAX_TOK * COLS], alone[MAX_TOK * ROWS], set_out[3][MAX_TOK * ROWS];
+    enum { W = 4 };
+    static _Alignas(64) uint8_t bufs[W][ROWS * COLS * 4], packs[W][ROWS * COLS * 4];
+    static float in[MAX_TOK * COLS], alone[MAX_TOK * ROWS], set_out[W][MAX_TOK * ROWS];
     const struct {
-        enum dtype t[3];
-        int rows[3];
-        bool repack[3];
+        enum dtype t[W];
+        int rows[W];
+        bool repack[W];
     } sets[] = {
-        {{DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q8_0}, {ROWS, 2 * GEMM_ROWS, GEMM_ROWS + 3}, {true, true, true}},
-        {{DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0}, {ROWS, ROWS, 7}, {true, false, true}},
-        {{DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q4_K}, {ROWS, GEMM_ROWS, ROWS}, {true, true, false}},
-        {{DTYPE_Q4_K, DTYPE_Q8_0, DTYPE_F16}, {ROWS, ROWS, ROWS}, {true, true, true}},
-        {{DTYPE_F16, DTYPE_F16, DTYPE_BF16}, {ROWS, GEMM_ROWS + 1, ROWS}, {true, false, true}},
+        {{DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q8_0, DTYPE_Q4_0}, {ROWS, 2 * GEMM_ROWS, GEMM_ROWS + 3, 9},
+         {true, true, true, true}},
+        {{DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0, DTYPE_Q4_1}, {ROWS, ROWS, 7, ROWS},
+         {true, false, true, true}},
+        {{DTYPE_Q4_K, DTYPE_Q6_K, DTYPE_Q4_K, DTYPE_Q5_K}, {ROWS, GEMM_ROWS, ROWS, ROWS},
+         {true, true, false, true}},
+        {{DTYPE_Q4_K, DTYPE_Q8_0, DTYPE_F16, DTYPE_Q4_K}, {ROWS, ROWS, ROWS, ROWS},
+         {true, true, true, true}},
+        {{DTYPE_F16, DTYPE_F16, DTYPE_BF16, DTYPE_F32}, {ROWS, GEMM_ROWS + 1, ROWS, ROWS},
+         {true, false, true, true}},
     };
+    int repacked = 0;
     for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
-        struct weight w[3];
-        const struct weight *wp[3];
-        float *outs[3];
-        for (int i = 0; i < 3; i++) {
+        struct weight w[W];
+        const struct weight *wp[W];
+        float *outs[W];
+        for (int i = 0; i < W; i++) {
             make_weight(&w[i], sets[k].t[i], sets[k].rows[i], sets[k].repack[i], bufs[i], packs[i]);
             if (check_current_failed) return;
+            repacked += w[i].repacked != NULL;
             wp[i] = &w[i];
             outs[i] = set_out[i];
         }
-        for (int n_w = 1; n_w <= 3; n_w++)
+        for (int n_w = 1; n_w <= W; n_w++)
             for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
                 for (int i = 0; i < n_tok * COLS; i++) in[i] = next_f();
                 memset(set_out, 0xff, sizeof set_out);
@@ -163,6 +176,12 @@ static void test_matmul_set_equals_matmul(void)
                 }
             }
     }
+    /* the blocks shared across a set's weights are only there where weights are repacked */
+    if (cpu_best_isa() < ISA_AVX512)
+        printf("test_matmul_set_equals_matmul: no AVX-512 here, no weight repacked: the "
+               "shared-block path is not covered on this machine\n");
+    else
+        CHECK(repacked >= 15, "only %d weights repacked", repacked);
 }
 
 int main(void)
