@@ -316,7 +316,7 @@ static void attention_worker(void *ctx, int ith, int nth)
         }
         /* the first block of keys of this thread's next unit, while the last block of values
          * is in use */
-        struct kv_ahead after = {NULL};
+        struct kv_ahead after = {.row = NULL};
         if (u + nth < sp.units) {
             struct attn_unit b = attn_unit_at(j, &sp, u + nth);
             after = kv_ahead_at(kv, kv->k, j->il, b.table, b.lo, b.pos, b.g0, b.g1);

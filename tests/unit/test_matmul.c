@@ -54,48 +54,6 @@ static void check_matmul(const struct weight *w)
     }
 }
 
-static void test_matmul_equals_row_dots(void)
-{
-    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0, DTYPE_Q4_0,
-                                DTYPE_Q4_1, DTYPE_F16,  DTYPE_BF16, DTYPE_F32};
-    static float x[COLS];
-    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
-        enum dtype t = types[k];
-        uint64_t row_bytes = 0;
-        CHECK(dtype_row_bytes(t, COLS, &row_bytes), "%s row size", dtype_get(t)->name);
-        for (int r = 0; r < ROWS; r++) {
-            for (int i = 0; i < COLS; i++) x[i] = next_f();
-            CHECK(quantize_row(t, data + (size_t)r * row_bytes, x, COLS), "quantize %s",
-                  dtype_get(t)->name);
-        }
-        struct weight w = {data, t, ROWS, COLS, (size_t)row_bytes, dot_kernel_for(t), NULL};
-        check_matmul(&w);
-        const struct row_gemm *g = w.kern->gemm;
-        if (g) { /* as model_repack leaves it: the whole blocks repacked */
-            size_t block = g->repacked_bytes(COLS);
-            if (block * (ROWS / GEMM_ROWS) > sizeof packed) {
-                CHECK(false, "%s: repacked size", dtype_get(t)->name);
-                return;
-            }
-            for (int b = 0; b < ROWS / GEMM_ROWS; b++)
-                g->repack(packed + (size_t)b * block, data + (size_t)b * GEMM_ROWS * row_bytes,
-                          (size_t)row_bytes, COLS);
-            w.repacked = packed;
-            check_matmul(&w);
-            /* views of some of its rows (an expert's slice of a stack): from a block boundary,
-             * ending inside the repacked blocks or past them, and from elsewhere (all dotn) */
-            const int64_t views[][2] = {{16, 32}, {32, 21}, {5, 40}};
-            for (int v = 0; v < 3; v++) {
-                struct weight view = weight_rows(&w, views[v][0], views[v][1]);
-                CHECK((view.repacked != NULL) == (views[v][0] % GEMM_ROWS == 0),
-                      "%s: view %d repacked %p", dtype_get(t)->name, v,
-                      (const void *)view.repacked);
-                check_matmul(&view);
-            }
-        }
-    }
-}
-
 /* A weight of `rows` rows of type t in buf (of at least rows * COLS * 4 bytes), repacked into
  * packed_buf where the type has a row GEMM and `repack` asks for it. */
 static void make_weight(struct weight *out, enum dtype t, int rows, bool repack, uint8_t *buf,
@@ -121,6 +79,34 @@ static void make_weight(struct weight *out, enum dtype t, int rows, bool repack,
         w.repacked = packed_buf;
     }
     *out = w;
+}
+
+static void test_matmul_equals_row_dots(void)
+{
+    const enum dtype types[] = {DTYPE_Q4_K, DTYPE_Q5_K, DTYPE_Q6_K, DTYPE_Q8_0, DTYPE_Q4_0,
+                                DTYPE_Q4_1, DTYPE_F16,  DTYPE_BF16, DTYPE_F32};
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        enum dtype t = types[k];
+        struct weight w;
+        make_weight(&w, t, ROWS, true, data, packed);
+        if (check_current_failed) return;
+        struct weight plain = w; /* the same rows as stored */
+        plain.repacked = NULL;
+        check_matmul(&plain);
+        if (w.repacked) { /* as model_repack leaves it: the whole blocks repacked */
+            check_matmul(&w);
+            /* views of some of its rows (an expert's slice of a stack): from a block boundary,
+             * ending inside the repacked blocks or past them, and from elsewhere (all dotn) */
+            const int64_t views[][2] = {{16, 32}, {32, 21}, {5, 40}};
+            for (int v = 0; v < 3; v++) {
+                struct weight view = weight_rows(&w, views[v][0], views[v][1]);
+                CHECK((view.repacked != NULL) == (views[v][0] % GEMM_ROWS == 0),
+                      "%s: view %d repacked %p", dtype_get(t)->name, v,
+                      (const void *)view.repacked);
+                check_matmul(&view);
+            }
+        }
+    }
 }
 
 /* Sets as the forward pass makes them (q, k, v; gate, up): weights that share an encoding
