@@ -204,6 +204,18 @@ static inline __attribute__((always_inline)) void prefetch_kv_part(const struct 
             __builtin_prefetch((const void *)l);
 }
 
+/* This call's share of the block ahead, between the calls on the block in use: the rows
+ * forms take a block per call and head, so the heads (head hi of `heads`) share it out; the
+ * one-row calls take it a row (i of cnt) at a time, with the unit's first head. Inlined for
+ * prefetch_kv_part's reason. */
+static inline __attribute__((always_inline)) void prefetch_between(const struct kv_ahead *a,
+                                                                   bool rows_form, int i, int cnt,
+                                                                   int hi, int heads)
+{
+    if (rows_form) prefetch_kv_part(a, hi, heads);
+    else if (hi == 0) prefetch_kv_part(a, i, cnt);
+}
+
 /* One unit of the attention's work: a token and a range of its query heads, h0 .. h1 - 1
  * (sharing KV heads g0 .. g1 - 1), attending over positions lo .. pos of its sequence. */
 struct attn_unit {
@@ -276,9 +288,11 @@ static void attention_worker(void *ctx, int ith, int nth)
     bool expand_keys = !key_rows && kv->type == DTYPE_Q8_0;
     bool expand_values = !kv->axpy_rows && kv->type == DTYPE_Q8_0;
     struct attn_split sp = attn_split_for(hp, j->b->n, nth);
-    /* interleaved, not in halves: a later position attends over more keys */
-    for (int u = ith; u < sp.units; u += nth) {
-        struct attn_unit a = attn_unit_at(j, &sp, u);
+    /* interleaved, not in halves: a later position attends over more keys; each unit knows
+     * the thread's next one (b), to prefetch its first block */
+    struct attn_unit a = {0}, b = {0};
+    if (ith < sp.units) a = attn_unit_at(j, &sp, ith);
+    for (int u = ith; u < sp.units; u += nth, a = b) {
         const float *qt = s->q + (size_t)a.t * qd;
         float *out_t = s->attn + (size_t)a.t * qd;
         int lo = a.lo, pos = a.pos;
@@ -291,8 +305,7 @@ static void attention_worker(void *ctx, int ith, int nth)
             struct kv_ahead next = kv_ahead_at(kv, kv->k, j->il, a.table, p + cnt, pos, a.g0, a.g1);
             for (int i = 0; i < (key_rows ? 1 : cnt); i++, row += kv->row_bytes) {
                 for (int h = a.h0; h < a.h1; h++) {
-                    if (key_rows) prefetch_kv_part(&next, h - a.h0, a.h1 - a.h0);
-                    else if (h == a.h0) prefetch_kv_part(&next, i, cnt);
+                    prefetch_between(&next, key_rows, i, cnt, h - a.h0, a.h1 - a.h0);
                     const uint8_t *k = row + (size_t)(h / group) * kv->head_bytes;
                     float *sc = scores + (size_t)(h - a.h0) * max_pos + (p - lo);
                     if (key_rows) {
@@ -318,7 +331,7 @@ static void attention_worker(void *ctx, int ith, int nth)
          * is in use */
         struct kv_ahead after = {.row = NULL};
         if (u + nth < sp.units) {
-            struct attn_unit b = attn_unit_at(j, &sp, u + nth);
+            b = attn_unit_at(j, &sp, u + nth);
             after = kv_ahead_at(kv, kv->k, j->il, b.table, b.lo, b.pos, b.g0, b.g1);
         }
         for (int p = lo, cnt; p <= pos; p += cnt) {
@@ -328,8 +341,7 @@ static void attention_worker(void *ctx, int ith, int nth)
                 ? kv_ahead_at(kv, kv->v, j->il, a.table, p + cnt, pos, a.g0, a.g1) : after;
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, row += kv->row_bytes) {
                 for (int h = a.h0; h < a.h1; h++) {
-                    if (kv->axpy_rows) prefetch_kv_part(&next, h - a.h0, a.h1 - a.h0);
-                    else if (h == a.h0) prefetch_kv_part(&next, i, cnt);
+                    prefetch_between(&next, kv->axpy_rows != NULL, i, cnt, h - a.h0, a.h1 - a.h0);
                     const uint8_t *v = row + (size_t)(h / group) * kv->head_bytes;
                     float *out = out_t + (size_t)h * hd;
                     const float *w = scores + (size_t)(h - a.h0) * max_pos + (p - lo);

@@ -21,6 +21,7 @@ struct matmul_job {
     size_t act_bytes;
     int n_tok;
     int64_t blocks;          /* whole repacked blocks of all the repacked weights, in order */
+    int64_t run;             /* blocks a thread takes at a time past its own share */
     atomic_llong next_block; /* the next of the shared blocks to take */
 };
 
@@ -80,6 +81,12 @@ static void matmul_float_rows(const struct matmul_job *j, const struct weight *w
     }
 }
 
+/* The blocks the threads share out as their own at the start (matmul_repacked below). */
+static int64_t matmul_own_blocks(int64_t blocks)
+{
+    return blocks * 3 / 4;
+}
+
 /* Whole repacked blocks b0 .. b1 - 1 of the job (numbered through its repacked weights in
  * order). */
 static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
@@ -114,22 +121,14 @@ static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
  * bits. */
 static void matmul_repacked(struct matmul_job *j, int ith, int nth)
 {
-    int64_t blocks = j->blocks, own = blocks * 3 / 4;
+    int64_t blocks = j->blocks, own = matmul_own_blocks(blocks);
     if (blocks > 0) {
-        size_t bytes = 0; /* of the job's repacked blocks, for the runs' length */
-        for (int i = 0; i < j->n_w; i++)
-            if (j->w[i]->repacked)
-                bytes += (size_t)(j->w[i]->rows / GEMM_ROWS) *
-                         j->w[i]->kern->gemm->repacked_bytes(j->w[i]->cols);
-        int64_t run = (int64_t)((256u << 10) / (bytes / (size_t)blocks));
-        if (run > (blocks - own) / (2 * nth)) run = (blocks - own) / (2 * nth);
-        if (run < 1) run = 1;
         int64_t b0 = own * ith / nth, b1 = own * (ith + 1) / nth;
         for (;;) {
             run_blocks(j, b0, b1);
-            b0 = own + atomic_fetch_add_explicit(&j->next_block, run, memory_order_relaxed);
+            b0 = own + atomic_fetch_add_explicit(&j->next_block, j->run, memory_order_relaxed);
             if (b0 >= blocks) break;
-            b1 = b0 + run < blocks ? b0 + run : blocks;
+            b1 = b0 + j->run < blocks ? b0 + j->run : blocks;
         }
     }
     for (int i = 0; i < j->n_w; i++) {
@@ -204,7 +203,7 @@ static void encode_worker(void *ctx, int ith, int nth)
 
 /* in encoded for w's kernel into act */
 static void encode_input(struct pool *pool, const struct weight *w, const float *in, int n_tok,
-                   uint8_t *act)
+                         uint8_t *act)
 {
     /* a row's encoding depends on that row only: splitting tokens among threads is exact */
     struct encode_job job = {w, in, act, act_row_bytes(w->kern->act, w->cols), n_tok};
@@ -218,19 +217,33 @@ static void matmul_encoded(struct pool *pool, float *const *out, const struct we
 {
     struct matmul_job job = {.n_w = n_w, .act = act, .n_tok = n_tok,
                              .act_bytes = act_row_bytes(w[0]->kern->act, w[0]->cols)};
+    size_t bytes = 0; /* of the repacked blocks, for the length of the shared runs */
     for (int i = 0; i < n_w; i++) {
         job.out[i] = out[i];
         job.w[i] = w[i];
-        if (w[i]->repacked) job.blocks += w[i]->rows / GEMM_ROWS;
+        if (!w[i]->repacked) continue;
+        job.blocks += w[i]->rows / GEMM_ROWS;
+        bytes += (size_t)(w[i]->rows / GEMM_ROWS) * w[i]->kern->gemm->repacked_bytes(w[i]->cols);
+    }
+    if (job.blocks > 0) { /* up to 256 KiB, at least two runs per thread */
+        int64_t shared = job.blocks - matmul_own_blocks(job.blocks), nth = pool_size(pool);
+        job.run = (int64_t)((256u << 10) / (bytes / (size_t)job.blocks));
+        if (job.run > shared / (2 * nth)) job.run = shared / (2 * nth);
+        if (job.run < 1) job.run = 1;
     }
     pool_run(pool, matmul_worker, &job);
+}
+
+/* Whether b reads the input as a encodes it. */
+static bool same_encoding(const struct weight *a, const struct weight *b)
+{
+    return a->kern->act == b->kern->act && a->cols == b->cols;
 }
 
 void matmul(struct pool *pool, float *out, const struct weight *w, const float *in, int n_tok,
             uint8_t *act)
 {
-    encode_input(pool, w, in, n_tok, act);
-    matmul_encoded(pool, &out, &w, 1, act, n_tok);
+    matmul_set(pool, &out, &w, 1, in, n_tok, act);
 }
 
 void matmul_set(struct pool *pool, float *const *out, const struct weight *const *w, int n_w,
@@ -240,11 +253,8 @@ void matmul_set(struct pool *pool, float *const *out, const struct weight *const
     encode_input(pool, w[0], in, n_tok, act);
     /* runs of up to MATMUL_MAX_WEIGHTS weights that read the same encoding go together */
     for (int i = 0, n; i < n_w; i += n) {
-        if (i > 0 && (w[i]->kern->act != w[i - 1]->kern->act || w[i]->cols != w[i - 1]->cols))
-            encode_input(pool, w[i], in, n_tok, act);
-        for (n = 1; i + n < n_w && n < MATMUL_MAX_WEIGHTS &&
-                    w[i + n]->kern->act == w[i]->kern->act && w[i + n]->cols == w[i]->cols;)
-            n++;
+        if (i > 0 && !same_encoding(w[i - 1], w[i])) encode_input(pool, w[i], in, n_tok, act);
+        for (n = 1; i + n < n_w && n < MATMUL_MAX_WEIGHTS && same_encoding(w[i], w[i + n]);) n++;
         matmul_encoded(pool, out + i, w + i, n, act, n_tok);
     }
 }
