@@ -241,7 +241,8 @@ static void test_float_tile_equals_single_dots(void)
  * token count (each count runs its own instance). */
 static void test_row_gemms_equal_single_dots(void)
 {
-    /* 11 super-blocks, 88 blocks of 32 and 87 (an odd last block packs alone); 8 + 8 + 3 */
+    /* 11 super-blocks, 88 blocks of 32 and 87 (an odd last block packs alone); token counts
+     * to 19: past the 8 (16 for the 32-element types) of one pass */
     enum { N = 2816, TOKENS = 19 };
     static uint8_t w[GEMM_ROWS][N * 4], a[TOKENS][N * 4];
     static _Alignas(64) uint8_t packed[N * GEMM_ROWS * 4];
