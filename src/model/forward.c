@@ -361,17 +361,27 @@ static void attention_worker(void *ctx, int ith, int nth)
 }
 
 /* The per-token stages around the matmuls, split among the threads by token (each token's
- * arithmetic is its own, so the split changes no result). */
-enum token_stage { ATTN_NORM, QKV_ROPE_STORE, ATTN_RESIDUAL, FFN_NORM, FFN_RESIDUAL };
+ * arithmetic is its own, so the split changes no result). A stage that makes the next
+ * matmul's input also encodes it, token by token in the same pass (encode_for). */
+enum token_stage {
+    ATTN_NORM,              /* xn = norm(x): the first layer's input */
+    QKV_ROPE_STORE,         /* q, k, v biased, normed, rotated; k, v into the cache */
+    ATTN_RESIDUAL_FFN_NORM, /* x += xn (the attention's output); xn = norm(x) */
+    GLU,                    /* ff_gate = act(ff_gate) * ff_up */
+    FFN_RESIDUAL_NEXT_NORM, /* x += ffn_out; xn = norm(x) for the next layer, if any */
+};
 
 struct stage_job {
     struct forward_state *s;
     const struct kv_store *kv;
     const struct batch *b;
     const struct layer *L;
+    const struct layer *next; /* FFN_RESIDUAL_NEXT_NORM: the next layer (NULL after the last) */
     int il;
     bool local;
     enum token_stage stage;
+    const struct weight *encode_for; /* NULL, or the weight whose input the stage makes */
+    const float *encode_src;         /* that input, [n][encode_for->cols] */
 };
 
 /* Token t's cos / sin pairs for a global or a sliding-window layer (set by run_layers). */
@@ -414,31 +424,44 @@ static void qkv_token(const struct stage_job *j, int t)
     }
 }
 
+/* act(gate) * up of token t: GeGLU for gemma, SwiGLU otherwise. */
+static void glu_token(const struct forward_state *s, int t, size_t ff)
+{
+    float *g = s->ff_gate + (size_t)t * ff, *u = s->ff_up + (size_t)t * ff;
+    if (s->m->hp.arch == ARCH_GEMMA3)
+        for (size_t i = 0; i < ff; i++) g[i] = gelu_tanh(g[i]) * u[i];
+    else
+        swiglu(g, u, (int64_t)ff);
+}
+
 static void stage_worker(void *ctx, int ith, int nth)
 {
     const struct stage_job *j = ctx;
     struct forward_state *s = j->s;
     const struct hparams *hp = &s->m->hp;
     const struct layer *L = j->L;
-    int e = hp->n_embd, n = j->b->n;
-    for (int t = n * ith / nth; t < n * (ith + 1) / nth; t++) {
+    int e = hp->n_embd, n = j->b->n, t0 = n * ith / nth, t1 = n * (ith + 1) / nth;
+    for (int t = t0; t < t1; t++) {
         float *x = s->x + (size_t)t * e, *xn = s->xn + (size_t)t * e;
         switch (j->stage) {
         case ATTN_NORM: rmsnorm(xn, x, L->attn_norm, e, hp->rms_eps); break;
-        case FFN_NORM: rmsnorm(xn, x, L->ffn_norm, e, hp->rms_eps); break;
         case QKV_ROPE_STORE: qkv_token(j, t); break;
-        case ATTN_RESIDUAL:
+        case ATTN_RESIDUAL_FFN_NORM:
             if (L->post_attn_norm) rmsnorm(xn, xn, L->post_attn_norm, e, hp->rms_eps);
             for (int i = 0; i < e; i++) x[i] += xn[i];
+            rmsnorm(xn, x, L->ffn_norm, e, hp->rms_eps);
             break;
-        case FFN_RESIDUAL: {
+        case GLU: glu_token(s, t, (size_t)j->encode_for->cols); break; /* down's input */
+        case FFN_RESIDUAL_NEXT_NORM: {
             float *out = s->ffn_out + (size_t)t * e;
             if (L->post_ffn_norm) rmsnorm(out, out, L->post_ffn_norm, e, hp->rms_eps);
             for (int i = 0; i < e; i++) x[i] += out[i];
+            if (j->next) rmsnorm(xn, x, j->next->attn_norm, e, hp->rms_eps);
             break;
         }
         }
     }
+    if (j->encode_for) matmul_encode_tokens(j->encode_for, j->encode_src, t0, t1, s->act);
 }
 
 static void run_stage(const struct stage_job *j)
@@ -447,59 +470,41 @@ static void run_stage(const struct stage_job *j)
     else stage_worker((void *)j, 0, 1);
 }
 
+/* The attention block of layer il, its input xn = norm(x) already encoded for L->wq in
+ * s->act; leaves the block's output in xn. */
 static void attention_block(struct forward_state *s, const struct kv_store *kv,
                             const struct batch *b, const struct layer *L, int il)
 {
     int n = b->n;
     const struct model *m = s->m;
     bool local = layer_is_local(&m->hp, il);
-    struct stage_job st = {s, kv, b, L, il, local, ATTN_NORM};
-    run_stage(&st);
     float *qkv_out[] = {s->q, s->k, s->v};
     const struct weight *qkv[] = {&L->wq, &L->wk, &L->wv};
-    matmul_set(m->pool, qkv_out, qkv, 3, s->xn, n, s->act);
-    st.stage = QKV_ROPE_STORE;
+    matmul_set_encoded(m->pool, qkv_out, qkv, 3, s->xn, n, s->act);
+    struct stage_job st = {.s = s, .kv = kv, .b = b, .L = L, .il = il, .local = local,
+                           .stage = QKV_ROPE_STORE};
     run_stage(&st);
     struct attn_job job = {s, kv, b, il, local};
     pool_run(m->pool, attention_worker, &job);
     matmul(m->pool, s->xn, &L->wo, s->attn, n, s->act);
-    st.stage = ATTN_RESIDUAL;
-    run_stage(&st);
 }
 
-struct glu_job {
-    struct forward_state *s;
-    size_t ff;
-    int n;
-    bool gelu;
-};
-
-/* act(gate) * up, token by token on every thread. */
-static void glu_worker(void *ctx, int ith, int nth)
-{
-    const struct glu_job *j = ctx;
-    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
-        float *g = j->s->ff_gate + (size_t)t * j->ff, *u = j->s->ff_up + (size_t)t * j->ff;
-        if (j->gelu)
-            for (size_t i = 0; i < j->ff; i++) g[i] = gelu_tanh(g[i]) * u[i];
-        else
-            swiglu(g, u, (int64_t)j->ff);
-    }
-}
-
-/* gate/up/down over n rows of in, result in out; GeGLU for gemma, SwiGLU otherwise. */
+/* gate/up/down over n rows of in, result in out; GeGLU for gemma, SwiGLU otherwise. When
+ * encoded, s->act already holds in encoded for gate. */
 static void dense_ffn(struct forward_state *s, const struct weight *gate, const struct weight *up,
-                      const struct weight *down, const float *in, float *out, int n)
+                      const struct weight *down, const float *in, float *out, int n,
+                      bool encoded)
 {
     const struct model *m = s->m;
-    int ff = (int)gate->rows;
     float *gate_up_out[] = {s->ff_gate, s->ff_up};
     const struct weight *gate_up[] = {gate, up};
-    matmul_set(m->pool, gate_up_out, gate_up, 2, in, n, s->act);
-    struct glu_job job = {s, (size_t)ff, n, m->hp.arch == ARCH_GEMMA3};
-    if (n > 1) pool_run(m->pool, glu_worker, &job);
-    else glu_worker(&job, 0, 1);
-    matmul(m->pool, out, down, s->ff_gate, n, s->act);
+    if (encoded) matmul_set_encoded(m->pool, gate_up_out, gate_up, 2, in, n, s->act);
+    else matmul_set(m->pool, gate_up_out, gate_up, 2, in, n, s->act);
+    struct batch rows = {.n = n};
+    struct stage_job st = {.s = s, .b = &rows, .stage = GLU, .encode_for = down,
+                           .encode_src = s->ff_gate};
+    run_stage(&st);
+    matmul_set_encoded(m->pool, &out, &down, 1, s->ff_gate, n, s->act);
 }
 
 /* A view of expert e's slice of a stacked [n_expert * rows][cols] weight. */
@@ -554,7 +559,7 @@ static void moe_ffn(struct forward_state *s, const struct layer *L, int n)
         if (!cnt) continue;
         struct weight g = expert_slice(&L->gate_exps, x, ne), u = expert_slice(&L->up_exps, x, ne),
                       d = expert_slice(&L->down_exps, x, ne);
-        dense_ffn(s, &g, &u, &d, s->expert_in, s->expert_out, cnt);
+        dense_ffn(s, &g, &u, &d, s->expert_in, s->expert_out, cnt, false);
         for (int c = 0; c < cnt; c++) {
             int t = s->expert_rows[c] / k;
             float w = s->expert_w[s->expert_rows[c]];
@@ -564,15 +569,21 @@ static void moe_ffn(struct forward_state *s, const struct layer *L, int n)
     }
 }
 
-static void ffn_block(struct forward_state *s, const struct batch *b, const struct layer *L)
+/* The attention's residual, then the FFN block; then its residual and, when there is a next
+ * layer, next's input norm, encoded for its wq. */
+static void ffn_block(struct forward_state *s, const struct batch *b, const struct layer *L,
+                      const struct layer *next)
 {
-    struct stage_job st = {s, NULL, b, L, 0, false, FFN_NORM};
+    bool moe = s->m->hp.n_expert > 0;
+    struct stage_job st = {.s = s, .b = b, .L = L, .stage = ATTN_RESIDUAL_FFN_NORM,
+                           .encode_for = moe ? NULL : &L->ffn_gate, .encode_src = s->xn};
     run_stage(&st);
-    if (s->m->hp.n_expert > 0)
+    if (moe)
         moe_ffn(s, L, b->n);
     else
-        dense_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, s->ffn_out, b->n);
-    st.stage = FFN_RESIDUAL;
+        dense_ffn(s, &L->ffn_gate, &L->ffn_up, &L->ffn_down, s->xn, s->ffn_out, b->n, true);
+    st = (struct stage_job){.s = s, .b = b, .L = L, .next = next, .stage = FFN_RESIDUAL_NEXT_NORM,
+                            .encode_for = next ? &next->wq : NULL, .encode_src = s->xn};
     run_stage(&st);
 }
 
@@ -597,9 +608,12 @@ static void run_layers(struct forward_state *s, const struct kv_store *kv, const
         if (hp->embd_scale != 1.0f)
             for (int i = 0; i < e; i++) s->x[(size_t)t * e + i] *= hp->embd_scale;
     }
+    struct stage_job st = {.s = s, .b = b, .L = &m->layers[0], .stage = ATTN_NORM,
+                           .encode_for = &m->layers[0].wq, .encode_src = s->xn};
+    run_stage(&st);
     for (int il = 0; il < hp->n_layer; il++) {
         attention_block(s, kv, b, &m->layers[il], il);
-        ffn_block(s, b, &m->layers[il]);
+        ffn_block(s, b, &m->layers[il], il + 1 < hp->n_layer ? &m->layers[il + 1] : NULL);
     }
 }
 

@@ -185,20 +185,25 @@ static void matmul_worker(void *ctx, int ith, int nth)
         if (!j->w[i]->repacked) matmul_rows(j, j->w[i], j->out[i], ith, nth);
 }
 
+void matmul_encode_tokens(const struct weight *w, const float *in, int t0, int t1, uint8_t *act)
+{
+    size_t act_bytes = act_row_bytes(w->kern->act, w->cols);
+    for (int t = t0; t < t1; t++)
+        act_encode(w->kern->act, act + (size_t)t * act_bytes, in + (size_t)t * (size_t)w->cols,
+                   w->cols);
+}
+
 struct encode_job {
     const struct weight *w;
     const float *in;
     uint8_t *act;
-    size_t act_bytes;
     int n_tok;
 };
 
 static void encode_worker(void *ctx, int ith, int nth)
 {
     const struct encode_job *j = ctx;
-    for (int t = j->n_tok * ith / nth; t < j->n_tok * (ith + 1) / nth; t++)
-        act_encode(j->w->kern->act, j->act + (size_t)t * j->act_bytes,
-                   j->in + (size_t)t * (size_t)j->w->cols, j->w->cols);
+    matmul_encode_tokens(j->w, j->in, j->n_tok * ith / nth, j->n_tok * (ith + 1) / nth, j->act);
 }
 
 /* in encoded for w's kernel into act */
@@ -206,7 +211,7 @@ static void encode_input(struct pool *pool, const struct weight *w, const float 
                          uint8_t *act)
 {
     /* a row's encoding depends on that row only: splitting tokens among threads is exact */
-    struct encode_job job = {w, in, act, act_row_bytes(w->kern->act, w->cols), n_tok};
+    struct encode_job job = {w, in, act, n_tok};
     if (n_tok > 1) pool_run(pool, encode_worker, &job);
     else encode_worker(&job, 0, 1);
 }
@@ -251,6 +256,13 @@ void matmul_set(struct pool *pool, float *const *out, const struct weight *const
 {
     assert(n_w >= 1);
     encode_input(pool, w[0], in, n_tok, act);
+    matmul_set_encoded(pool, out, w, n_w, in, n_tok, act);
+}
+
+void matmul_set_encoded(struct pool *pool, float *const *out, const struct weight *const *w,
+                        int n_w, const float *in, int n_tok, uint8_t *act)
+{
+    assert(n_w >= 1);
     /* runs of up to MATMUL_MAX_WEIGHTS weights that read the same encoding go together */
     for (int i = 0, n; i < n_w; i += n) {
         if (i > 0 && !same_encoding(w[i - 1], w[i])) encode_input(pool, w[i], in, n_tok, act);

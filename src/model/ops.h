@@ -19,6 +19,14 @@ void matmul(struct pool *pool, float *out, const struct weight *w, const float *
 void matmul_set(struct pool *pool, float *const *out, const struct weight *const *w, int n_w,
                 const float *in, int n_tok, uint8_t *act);
 
+/* Encodes tokens t0 .. t1 - 1 of in ([n_tok][w->cols]) for w's kernel into act, where
+ * matmul_set_encoded reads them: a pool worker's share, so that a per-token stage that
+ * produces a matmul's input encodes it in its own pass (one wait fewer per matmul). */
+void matmul_encode_tokens(const struct weight *w, const float *in, int t0, int t1, uint8_t *act);
+/* matmul_set when act already holds every token of in encoded for w[0] (by
+ * matmul_encode_tokens); in is still read where a later weight wants another encoding. */
+void matmul_set_encoded(struct pool *pool, float *const *out, const struct weight *const *w,
+                        int n_w, const float *in, int n_tok, uint8_t *act);
 /* A view of rows r0 .. r0 + rows - 1 of w (an expert's slice of a stacked weight), with
  * w's repacked blocks where they line up with the view's. */
 struct weight weight_rows(const struct weight *w, int64_t r0, int64_t rows);
