@@ -194,17 +194,35 @@ static int32_t draw_by_chunks(struct sampler *s, const float *p, int n)
     return last;
 }
 
+/* The first index of the largest of x[0 .. n) (n >= 1): the maximum by eight running maxima
+ * the compiler makes vector maxima (one loop comparing against the best so far was 6 % of a
+ * 16-sequence greedy step over 49152 logits), then its first position. */
+static int32_t argmax(const float *x, int32_t n)
+{
+    float m[8];
+    for (int j = 0; j < 8; j++) m[j] = x[0];
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    float max = m[0];
+    for (int j = 1; j < 8; j++) max = m[j] > max ? m[j] : max;
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (i = 0; i + 8 <= n; i += 8) { /* eight at a time to the block that holds it */
+        int here = 0;
+        for (int j = 0; j < 8; j++) here |= x[i + j] == max;
+        if (here) break;
+    }
+    for (; i < n; i++)
+        if (x[i] == max) return i;
+    return 0; /* only NaNs */
+}
+
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, int n_history)
 {
     const struct kiln_sampling *p = &s->p;
     for (size_t i = 0; i < p->n_logit_bias; i++) logits[p->logit_bias[i].token] += p->logit_bias[i].bias;
     apply_penalties(s, logits, history, n_history);
-    if (p->temperature <= 0) {
-        int32_t best = 0;
-        for (int32_t i = 1; i < s->n_vocab; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
+    if (p->temperature <= 0) return argmax(logits, s->n_vocab);
     int n = s->n_vocab;
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
     if (k == n && p->top_p >= 1.0f && p->min_p <= 0) {

@@ -442,8 +442,37 @@ static bool start_sequence(struct scheduler *s, struct seq *q)
     return true;
 }
 
-/* Samples q's next token from its logits row and emits it; finishes q when done. */
-static void sample_next(struct scheduler *s, struct seq *q, float *logits)
+/* Whether q's next token can be drawn apart from the rest of sample_next: it asks for no
+ * logprobs (those read the logits as they were before sampling changed them). */
+static bool samples_apart(const struct seq *q)
+{
+    return q->max_tokens != 0 && q->top_logprobs < 0 && !q->prompt_logprobs;
+}
+
+/* The step's draws, shared out among the model's threads: each sequence's sampler (its
+ * penalties, filters and random state) and logits row are its own, so which thread draws
+ * changes nothing. One after another on the scheduler's thread, 16 draws over SmolLM2's
+ * 49152 logits (a softmax each, at the API's default sampling) left the other threads
+ * waiting. */
+struct draw_job {
+    int n;
+    struct seq *q[256];
+    float *logits[256];
+    int32_t *tok[256];
+};
+
+static void draw_worker(void *ctx, int ith, int nth)
+{
+    struct draw_job *j = ctx;
+    for (int i = j->n * ith / nth; i < j->n * (ith + 1) / nth; i++) {
+        struct seq *q = j->q[i];
+        *j->tok[i] = sampler_sample(&q->sampler, j->logits[i], q->tokens, (int)q->n_tokens);
+    }
+}
+
+/* Emits q's next token, tok, or (tok < 0) samples it from its logits row first; finishes q
+ * when done. */
+static void sample_next(struct scheduler *s, struct seq *q, float *logits, int32_t tok)
 {
     if (q->max_tokens == 0) { /* only the prompt was wanted (echo with logprobs) */
         finish(s, q, KILN_FINISH_LENGTH, KILN_OK, NULL);
@@ -454,7 +483,7 @@ static void sample_next(struct scheduler *s, struct seq *q, float *logits)
         tl = malloc(sizeof *tl);
         memcpy(s->logits_copy, logits, (size_t)s->n_vocab * sizeof(float));
     }
-    int32_t tok = sampler_sample(&q->sampler, logits, q->tokens, (int)q->n_tokens);
+    if (tok < 0) tok = sampler_sample(&q->sampler, logits, q->tokens, (int)q->n_tokens);
     if (!q->ignore_eos && kiln_model_is_eog(s->model, tok)) {
         free(tl);
         finish(s, q, KILN_FINISH_STOP, KILN_OK, NULL);
@@ -632,6 +661,21 @@ static void step(struct scheduler *s)
     int n_planned = 0;
     for (int i = 0; i < s->n_running && n_planned < 256; i++)
         if (s->running[i]->plan_tokens) planned[n_planned++] = s->running[i];
+    struct draw_job draws = {.n = 0};
+    int32_t drawn[256];
+    for (int i = 0; i < n_planned; i++) {
+        struct seq *q = planned[i];
+        drawn[i] = -1;
+        if (q->logit_row >= 0 && q->n_computed + (size_t)q->plan_tokens == q->n_tokens &&
+            samples_apart(q)) {
+            draws.q[draws.n] = q;
+            draws.logits[draws.n] = s->logits + (size_t)q->logit_row * (size_t)s->n_vocab;
+            draws.tok[draws.n] = &drawn[i];
+            draws.n++;
+        }
+    }
+    if (draws.n > 1) pool_run(s->m->pool, draw_worker, &draws);
+    else if (draws.n == 1) draw_worker(&draws, 0, 1);
     for (int i = 0; i < n_planned; i++) {
         struct seq *q = planned[i];
         size_t first = q->n_computed;
@@ -645,7 +689,7 @@ static void step(struct scheduler *s)
             emit_prompt_logprobs(s, q, first, k, row);
             row += (size_t)(k - 1) * (size_t)s->n_vocab;
         }
-        if (q->n_computed == q->n_tokens) sample_next(s, q, row);
+        if (q->n_computed == q->n_tokens) sample_next(s, q, row, drawn[i]);
     }
 }
 

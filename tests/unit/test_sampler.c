@@ -41,6 +41,32 @@ static void test_greedy_takes_the_largest_logit(void)
     CHECK(counts[0] == 50, "greedy picked another token");
 }
 
+/* Greedy over a vocabulary of whole and partial groups of eight: the largest logit wins
+ * wherever it is (first, in a group, in the short tail), and of equal largest ones the
+ * first. */
+static void test_greedy_finds_the_first_largest_anywhere(void)
+{
+    enum { N = 1003 };
+    struct kiln_sampling p = kiln_sampling_default();
+    p.temperature = 0;
+    struct sampler s;
+    struct kiln_err err = {{0}};
+    CHECK(sampler_init(&s, &p, N, &err) == KILN_OK, "init");
+    static const int where[] = {0, 7, 8, 500, 999, 1000, 1002};
+    for (size_t k = 0; k < sizeof where / sizeof *where; k++) {
+        float l[N];
+        for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+        l[where[k]] = 3.0f;
+        CHECK(sampler_sample(&s, l, NULL, 0) == where[k], "largest at %d", where[k]);
+        for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+        l[where[k]] = 3.0f;
+        l[N - 1 - (where[k] == N - 1)] = 3.0f; /* a tie later on */
+        int first = where[k] < N - 1 - (where[k] == N - 1) ? where[k] : N - 1 - (where[k] == N - 1);
+        CHECK(sampler_sample(&s, l, NULL, 0) == first, "tie at %d: want %d", where[k], first);
+    }
+    sampler_free(&s);
+}
+
 static void test_draws_follow_the_distribution(void)
 {
     struct kiln_sampling p = kiln_sampling_default();
@@ -204,6 +230,7 @@ static void test_bad_settings_are_refused(void)
 int main(void)
 {
     RUN(test_greedy_takes_the_largest_logit);
+    RUN(test_greedy_finds_the_first_largest_anywhere);
     RUN(test_draws_follow_the_distribution);
     RUN(test_same_seed_same_draws);
     RUN(test_top_k_top_p_min_p_keep_the_right_tokens);
