@@ -472,9 +472,10 @@ repack_q32(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtype 
     }
 }
 
-/* Block i's integer sums for nt (<= 8, a constant) tokens y[0 .. nt), from its weights wv
- * (wv[k] against activation bytes 4k .. 4k + 3), then its float steps into the tokens'
- * partial sums part[t][i % 8] and Q4_1's offsets offs[t]. */
+/* Block i's integer sums for nt (<= 8, a constant) tokens y[0 .. nt) from its weight vectors
+ * wv as loaded (Q8_0: 8, vector g against activation bytes 4g ..; Q4_0 / Q4_1: 4, vector e's
+ * low nibbles against bytes 4e .., its high ones against 16 + 4e ..), then its float steps
+ * into the tokens' partial sums part[t][i % 8] and Q4_1's offsets offs[t]. */
 static inline __attribute__((always_inline)) void
 q32_block_tokens(const __m512i wv[8], __m512 d, __m512 m, const struct block_q8a *const *y,
                  const int nt, int64_t i, int offset, __m512 (*part)[8], __m512 *offs,
@@ -482,11 +483,25 @@ q32_block_tokens(const __m512i wv[8], __m512 d, __m512 m, const struct block_q8a
 {
     __m512i sum[8];
     for (int t = 0; t < nt; t++) sum[t] = _mm512_set1_epi32(offset * y[t][i].sum);
+    if (type == DTYPE_Q8_0) {
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
+        for (int g = 0; g < 8; g++)
 #pragma GCC unroll 8
-        for (int t = 0; t < nt; t++)
-            sum[t] = _mm512_dpbusd_epi32(sum[t], wv[k], bcast4(y[t][i].qs + 4 * k));
+            for (int t = 0; t < nt; t++)
+                sum[t] = _mm512_dpbusd_epi32(sum[t], wv[g], bcast4(y[t][i].qs + 4 * g));
+    } else {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 4
+        for (int e = 0; e < 4; e++) {
+            __m512i lo = _mm512_and_si512(wv[e], m4),
+                    hi = _mm512_and_si512(_mm512_srli_epi16(wv[e], 4), m4);
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                sum[t] = _mm512_dpbusd_epi32(sum[t], lo, bcast4(y[t][i].qs + 4 * e));
+                sum[t] = _mm512_dpbusd_epi32(sum[t], hi, bcast4(y[t][i].qs + 16 + 4 * e));
+            }
+        }
+    }
     for (int t = 0; t < nt; t++) {
         __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d));
         part[t][i % 8] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum[t]), part[t][i % 8]);
@@ -506,7 +521,6 @@ static inline __attribute__((always_inline)) void
 run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const int nt, int64_t n,
                float *out, size_t out_stride, enum dtype type)
 {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int wb = q32_block_weight_bytes(type);
     const int offset = type == DTYPE_Q8_0 ? -128 : type == DTYPE_Q4_0 ? -8 : 0;
     const int nt0 = nt < 8 ? nt : 8, nt1 = nt - nt0; /* the two groups of tokens */
@@ -521,15 +535,7 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
         const uint8_t *wq = unit + (size_t)(i % 2) * wb;
         const f16_t *dh = (const f16_t *)(unit + 2 * wb) + (i % 2) * GEMM_ROWS;
         __m512i wv[8];
-        if (type == DTYPE_Q8_0) {
-            for (int k = 0; k < 8; k++) wv[k] = _mm512_load_si512((const __m512i *)(wq + (size_t)k * 64));
-        } else { /* vector e: the low nibbles are weights 4e .., the high ones 16 + 4e .. */
-            for (int e = 0; e < 4; e++) {
-                __m512i v = _mm512_load_si512((const __m512i *)(wq + (size_t)e * 64));
-                wv[e] = _mm512_and_si512(v, m4);
-                wv[4 + e] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-        }
+        for (int k = 0; k < wb / 64; k++) wv[k] = _mm512_load_si512((const __m512i *)(wq + (size_t)k * 64));
         __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)dh));
         __m512 m = type == DTYPE_Q4_1
                        ? _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(dh + 2 * GEMM_ROWS)))
