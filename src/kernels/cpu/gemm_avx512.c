@@ -472,29 +472,32 @@ repack_q32(void *packed, const void *w, size_t row_bytes, int64_t n, enum dtype 
     }
 }
 
-/* Block i's integer sums for nt (<= 8, a constant) tokens y[0 .. nt) from its weight vectors
- * wv as loaded (Q8_0: 8, vector g against activation bytes 4g ..; Q4_0 / Q4_1: 4, vector e's
- * low nibbles against bytes 4e .., its high ones against 16 + 4e ..), then its float steps
- * into the tokens' partial sums part[t][i % 8] and Q4_1's offsets offs[t]. */
+/* Block i's integer sums for nt (<= 8, a constant) tokens y[0 .. nt) from its repacked
+ * weights wq, then its float steps (its scales at dh) into the tokens' partial sums
+ * part[t][i % 8] and Q4_1's offsets offs[t]. The scales are read after the weights, in
+ * memory order: read first (they follow the pair's weights), one-thread decoding of SmolLM2
+ * ran at 0.85-0.9x. */
 static inline __attribute__((always_inline)) void
-q32_block_tokens(const __m512i wv[8], __m512 d, __m512 m, const struct block_q8a *const *y,
-                 const int nt, int64_t i, int offset, __m512 (*part)[8], __m512 *offs,
-                 enum dtype type)
+q32_block_tokens(const uint8_t *wq, const f16_t *dh, const struct block_q8a *const *y,
+                 const int nt, int64_t i, __m512 (*part)[8], __m512 *offs, enum dtype type)
 {
+    const int offset = type == DTYPE_Q8_0 ? -128 : type == DTYPE_Q4_0 ? -8 : 0;
     __m512i sum[8];
     for (int t = 0; t < nt; t++) sum[t] = _mm512_set1_epi32(offset * y[t][i].sum);
     if (type == DTYPE_Q8_0) {
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++)
+        for (int g = 0; g < 8; g++) {
+            __m512i wv = _mm512_load_si512((const __m512i *)(wq + (size_t)g * 64));
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++)
-                sum[t] = _mm512_dpbusd_epi32(sum[t], wv[g], bcast4(y[t][i].qs + 4 * g));
+                sum[t] = _mm512_dpbusd_epi32(sum[t], wv, bcast4(y[t][i].qs + 4 * g));
+        }
     } else {
         const __m512i m4 = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 4
         for (int e = 0; e < 4; e++) {
-            __m512i lo = _mm512_and_si512(wv[e], m4),
-                    hi = _mm512_and_si512(_mm512_srli_epi16(wv[e], 4), m4);
+            __m512i v = _mm512_load_si512((const __m512i *)(wq + (size_t)e * 64));
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
                 sum[t] = _mm512_dpbusd_epi32(sum[t], lo, bcast4(y[t][i].qs + 4 * e));
@@ -502,27 +505,29 @@ q32_block_tokens(const __m512i wv[8], __m512 d, __m512 m, const struct block_q8a
             }
         }
     }
+    __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)dh));
     for (int t = 0; t < nt; t++) {
         __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(y[t][i].d));
         part[t][i % 8] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(sum[t]), part[t][i % 8]);
     }
-    if (type == DTYPE_Q4_1)
+    if (type == DTYPE_Q4_1) {
+        __m512 m = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(dh + 2 * GEMM_ROWS)));
         for (int t = 0; t < nt; t++)
             offs[t] = _mm512_add_ps(offs[t], _mm512_mul_ps(m, _mm512_set1_ps(y[t][i].sd)));
+    }
 }
 
-/* nt (<= 16, a constant) tokens against a repacked row block, block by block: a block's
- * weights are loaded (the 4-bit types' unpacked) once for all the tokens, which go through
- * it eight at a time (their partial sums live in memory either way: part[t][i % 8] has a
- * varying index). So a batch of 16 reads the weights once, not once per 8 tokens: 16
- * tokens against SmolLM2-shaped layers streamed from memory (66 MiB Q4_1, 113 MiB Q8_0),
- * one thread, ran Q8_0 at 123 GMAC/s against 103 in two passes, Q4_1 at 137 against 136. */
+/* nt (<= 16, a constant) tokens against a repacked row block, block by block, the tokens
+ * eight at a time through each block while it is in L1 (their partial sums live in memory
+ * either way: part[t][i % 8] has a varying index). So a batch of 16 streams the weights
+ * once, not once per 8 tokens: 16 tokens against SmolLM2-shaped layers streamed from memory
+ * (66 MiB Q4_1, 113 MiB Q8_0), one thread, ran Q8_0 at 133 GMAC/s against 101 in two
+ * passes, Q4_1 at 133 against 131-134. */
 static inline __attribute__((always_inline)) void
 run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const int nt, int64_t n,
                float *out, size_t out_stride, enum dtype type)
 {
     const int wb = q32_block_weight_bytes(type);
-    const int offset = type == DTYPE_Q8_0 ? -128 : type == DTYPE_Q4_0 ? -8 : 0;
     const int nt0 = nt < 8 ? nt : 8, nt1 = nt - nt0; /* the two groups of tokens */
     __m512 part[16][8], offs[16];
     for (int t = 0; t < nt; t++) {
@@ -534,14 +539,8 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
         if (nt > 1 && i % 2 == 0) prefetch_unit_ahead(unit, q32_pair_bytes(type));
         const uint8_t *wq = unit + (size_t)(i % 2) * wb;
         const f16_t *dh = (const f16_t *)(unit + 2 * wb) + (i % 2) * GEMM_ROWS;
-        __m512i wv[8];
-        for (int k = 0; k < wb / 64; k++) wv[k] = _mm512_load_si512((const __m512i *)(wq + (size_t)k * 64));
-        __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)dh));
-        __m512 m = type == DTYPE_Q4_1
-                       ? _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(dh + 2 * GEMM_ROWS)))
-                       : _mm512_setzero_ps();
-        q32_block_tokens(wv, d, m, y, nt0, i, offset, part, offs, type);
-        if (nt1 > 0) q32_block_tokens(wv, d, m, y + 8, nt1, i, offset, part + 8, offs + 8, type);
+        q32_block_tokens(wq, dh, y, nt0, i, part, offs, type);
+        if (nt1 > 0) q32_block_tokens(wq, dh, y + 8, nt1, i, part + 8, offs + 8, type);
     }
     for (int t = 0; t < nt; t++) {
         __m512 *p = part[t];
@@ -553,28 +552,31 @@ run_q32_tokens(const uint8_t *packed, const struct block_q8a *const *y, const in
     }
 }
 
-/* The run of the 32-element types: tokens 16 at a time (the last group smaller), each count
- * its own instance of run_q32_tokens. */
-static inline __attribute__((always_inline)) void
-run_q32(const void *packed, const void *a, size_t stride, int n_tok, int64_t n, float *out,
-        size_t out_stride, enum dtype type)
-{
-    for (int t0 = 0; t0 < n_tok; t0 += 16) {
-        const struct block_q8a *y[16];
-        int nt = n_tok - t0 < 16 ? n_tok - t0 : 16;
-        for (int t = 0; t < nt; t++)
-            y[t] = (const struct block_q8a *)((const uint8_t *)a + (size_t)(t0 + t) * stride);
-        float *o = out + (size_t)t0 * out_stride;
-#define RUN_Q32_CASE(k) case k: run_q32_tokens(packed, y, k, n, o, out_stride, type); break;
-        switch (nt) {
-            RUN_Q32_CASE(1) RUN_Q32_CASE(2) RUN_Q32_CASE(3) RUN_Q32_CASE(4)
-            RUN_Q32_CASE(5) RUN_Q32_CASE(6) RUN_Q32_CASE(7) RUN_Q32_CASE(8)
-            RUN_Q32_CASE(9) RUN_Q32_CASE(10) RUN_Q32_CASE(11) RUN_Q32_CASE(12)
-            RUN_Q32_CASE(13) RUN_Q32_CASE(14) RUN_Q32_CASE(15) default: RUN_Q32_CASE(16)
-        }
-#undef RUN_Q32_CASE
+/* The run of a 32-element type: tokens 16 at a time (the last group smaller), each count its
+ * own instance of run_q32_tokens (a row GEMM's run, as ROW_GEMM_RUN8 makes the others'). */
+// clang-format off
+#define RUN_Q32_CASE(k, type) case k: run_q32_tokens(packed, y, k, n, o, out_stride, type); break;
+#define RUN_Q32(name, type)                                                                        \
+    static void name##_run(const void *packed, const void *a, size_t stride, int n_tok, int64_t n, \
+                           float *out, size_t out_stride)                                          \
+    {                                                                                              \
+        for (int t0 = 0; t0 < n_tok; t0 += 16) {                                                   \
+            const struct block_q8a *y[16];                                                         \
+            int nt = n_tok - t0 < 16 ? n_tok - t0 : 16;                                            \
+            for (int t = 0; t < nt; t++)                                                           \
+                y[t] = (const struct block_q8a *)((const uint8_t *)a + (size_t)(t0 + t) * stride); \
+            float *o = out + (size_t)t0 * out_stride;                                              \
+            switch (nt) {                                                                          \
+                RUN_Q32_CASE(1, type) RUN_Q32_CASE(2, type) RUN_Q32_CASE(3, type)                  \
+                RUN_Q32_CASE(4, type) RUN_Q32_CASE(5, type) RUN_Q32_CASE(6, type)                  \
+                RUN_Q32_CASE(7, type) RUN_Q32_CASE(8, type) RUN_Q32_CASE(9, type)                  \
+                RUN_Q32_CASE(10, type) RUN_Q32_CASE(11, type) RUN_Q32_CASE(12, type)               \
+                RUN_Q32_CASE(13, type) RUN_Q32_CASE(14, type) RUN_Q32_CASE(15, type)               \
+                default: RUN_Q32_CASE(16, type)                                                    \
+            }                                                                                      \
+        }                                                                                          \
     }
-}
+// clang-format on
 
 /* F16, BF16 and F32 rows repacked once at load, GEMM_ROWS at a time: column k of the 16 rows
  * (their 16 values, as stored) at k * 16 values, so that one load (and for F16 / BF16 one
@@ -741,12 +743,6 @@ ROW_GEMM_RUN8(gemm_q6_k, struct block_q8_k, run_q6_k_tokens)
 ROW_GEMM_RUN8(gemm_f16, float, run_float_tokens, DTYPE_F16)
 ROW_GEMM_RUN8(gemm_bf16, float, run_float_tokens, DTYPE_BF16)
 ROW_GEMM_RUN8(gemm_f32, float, run_float_tokens, DTYPE_F32)
-#define RUN_Q32(name, type)                                                                        \
-    static void name##_run(const void *packed, const void *a, size_t stride, int n_tok, int64_t n, \
-                           float *out, size_t out_stride)                                          \
-    {                                                                                              \
-        run_q32(packed, a, stride, n_tok, n, out, out_stride, type);                               \
-    }
 RUN_Q32(gemm_q8_0, DTYPE_Q8_0)
 RUN_Q32(gemm_q4_0, DTYPE_Q4_0)
 RUN_Q32(gemm_q4_1, DTYPE_Q4_1)
