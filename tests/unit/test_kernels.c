@@ -335,6 +335,7 @@ static void test_q8a_encoders_agree(void)
     x[64 + 5] = NAN;                                        /* a block with NaN */
     x[96 + 7] = INFINITY;                                   /* one with infinity */
     for (int i = 128; i < 160; i++) x[i] = 1e-39f * (float)(i - 140); /* subnormal scale */
+    for (int i = 160; i < 192; i++) x[i] = 1e-4f * (float)(i - 170); /* d a subnormal half */
     quantize_row_q8a(a, x, N);
     quantize_row_q8a_avx2(b, x, N);
     CHECK(memcmp(a, b, sizeof a) == 0, "the AVX2 q8a encoding differs");

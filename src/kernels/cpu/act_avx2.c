@@ -11,6 +11,12 @@
 #include <immintrin.h>
 #include <math.h>
 
+/* f16_to_f32(f32_to_f16(x)) for a finite x, by F16C: both round to nearest even. */
+static inline float f16_round(float x)
+{
+    return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -45,8 +51,8 @@ void quantize_row_q8a_avx2(struct block_q8a *y, const float *x, int64_t n)
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
         s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
         int total = _mm_cvtsi128_si32(s);
-        y[i].d = f16_to_f32(f32_to_f16(d));
-        y[i].sd = f16_to_f32(f32_to_f16(d * (float)total));
+        y[i].d = f16_round(d);
+        y[i].sd = f16_round(d * (float)total);
         y[i].sum = total;
     }
 }
