@@ -443,7 +443,9 @@ static bool start_sequence(struct scheduler *s, struct seq *q)
 }
 
 /* Whether q's next token can be drawn apart from the rest of sample_next: it asks for no
- * logprobs (those read the logits as they were before sampling changed them). */
+ * logprobs (those read the logits as they were before sampling changed them), and no prompt
+ * logprobs, whose step's logits row (logit_row) is the prompt chunk's first, not the row
+ * the draw reads (emit_prompt_logprobs finds that one). */
 static bool samples_apart(const struct seq *q)
 {
     return q->max_tokens != 0 && q->top_logprobs < 0 && !q->prompt_logprobs;
@@ -655,8 +657,10 @@ static void step(struct scheduler *s)
     if (n == 0) return;
     struct batch b = {n, s->b_tokens, s->b_pos, s->b_tables, s->b_want};
     forward(&s->fs, &s->kv.store, &b, s->logits);
-    /* Advance every planned sequence; sample those whose tokens are all computed. The
-     * running array may shrink as sequences finish, so walk a snapshot. */
+    /* Advance every planned sequence; those whose tokens are all computed get their next
+     * token: drawn first, on the pool's threads, where samples_apart allows, the rest by
+     * sample_next as each is emitted. The running array may shrink as sequences finish, so
+     * walk a snapshot. */
     struct seq *planned[256];
     int n_planned = 0;
     for (int i = 0; i < s->n_running && n_planned < 256; i++)

@@ -38,6 +38,14 @@ static struct kiln_batch_request request(int i)
     if (i % 2) { /* odd ones sample, seeded */
         q.params.sampling.temperature = 0.8f;
         q.params.sampling.seed = 1000 + (uint64_t)i;
+        if (i % 4 == 1) { /* and some of them read their history, drawn on the pool's threads */
+            static const struct kiln_logit_bias bias[] = {{60, 2.0f}, {61, -5.0f}};
+            q.params.sampling.repetition_penalty = 1.3f;
+            q.params.sampling.presence_penalty = 0.4f;
+            q.params.sampling.frequency_penalty = 0.2f;
+            q.params.sampling.logit_bias = bias;
+            q.params.sampling.n_logit_bias = 2;
+        }
     } else
         q.params.sampling.temperature = 0;
     return q;
@@ -188,10 +196,10 @@ int main(void)
     /* every weight type the matmul handles its own way: row GEMMs from the form repacked at
      * load with AVX-512 (all of these), and without it integer dots (Q8_0, Q4_K with Q6_K)
      * and the float dots (F16, BF16 widened, F32) */
-    const char *files[] = {"llama-gqa.q8_0.gguf", "llama-gqa.q4_k_m.gguf", "llama-gqa.f16.gguf",
-                           "llama-gqa.bf16.gguf", "llama-gqa.f32.gguf"};
+    const char *files[] = {"llama-gqa.q8_0.gguf", "llama-gqa.q4_k_m.gguf", "llama-gqa.q4_0.gguf",
+                           "llama-gqa.f16.gguf",  "llama-gqa.bf16.gguf",   "llama-gqa.f32.gguf"};
     make_prompts();
-    for (int f = 0; f < 5; f++) {
+    for (int f = 0; f < (int)(sizeof files / sizeof *files); f++) {
         if (!(model = check_open_synthetic(files[f], 0))) return 1;
         printf("%s\n", files[f]);
         RUN(test_alone_runs_are_complete);

@@ -279,6 +279,11 @@ static void test_row_gemms_equal_single_dots(void)
                     }
                     CHECK(isnan(out[c][GEMM_ROWS]), "%s: wrote past the row block", dtype_get(t)->name);
                 }
+                /* a group of tokens rounded up would write the rows of tokens past n_tok */
+                for (int c = n_tok; c < TOKENS; c++)
+                    for (int r = 0; r < GEMM_ROWS; r++)
+                        CHECK(isnan(out[c][r]), "%s, %d tokens: wrote token %d's row %d",
+                              dtype_get(t)->name, n_tok, c, r);
             }
         }
         checked++;
@@ -336,6 +341,11 @@ static void test_q8a_encoders_agree(void)
     x[96 + 7] = INFINITY;                                   /* one with infinity */
     for (int i = 128; i < 160; i++) x[i] = 1e-39f * (float)(i - 140); /* subnormal scale */
     for (int i = 160; i < 192; i++) x[i] = 1e-4f * (float)(i - 170); /* d a subnormal half */
+    /* scales that round up to their half, where truncating would not: d = 300.75 x 2^-24
+     * (a subnormal half), then d = 1 + 0.75 x 2^-10 */
+    for (int i = 192; i < 256; i++) x[i] = 0;
+    x[192] = 127.f * (300.75f * 0x1p-24f);
+    x[224] = 127.f * (1.f + 0.75f * 0x1p-10f);
     quantize_row_q8a(a, x, N);
     quantize_row_q8a_avx2(b, x, N);
     CHECK(memcmp(a, b, sizeof a) == 0, "the AVX2 q8a encoding differs");

@@ -64,6 +64,14 @@ static void test_greedy_finds_the_first_largest_anywhere(void)
         int first = where[k] < N - 1 - (where[k] == N - 1) ? where[k] : N - 1 - (where[k] == N - 1);
         CHECK(sampler_sample(&s, l, NULL, 0) == first, "tie at %d: want %d", where[k], first);
     }
+    float l[N];
+    for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+    l[21] = l[17] = 3.0f; /* a tie inside one group of eight */
+    CHECK(sampler_sample(&s, l, NULL, 0) == 17, "tie at 17 and 21");
+    l[21] = l[17] = -1.0f;
+    l[3] = NAN; /* a NaN logit is never the largest */
+    l[500] = 3.0f;
+    CHECK(sampler_sample(&s, l, NULL, 0) == 500, "largest after a NaN");
     sampler_free(&s);
 }
 
