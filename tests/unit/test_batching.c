@@ -194,8 +194,9 @@ static void test_refusals_are_per_request(void)
 int main(void)
 {
     /* every weight type the matmul handles its own way: row GEMMs from the form repacked at
-     * load with AVX-512 (all of these), and without it integer dots (Q8_0, Q4_K with Q6_K)
-     * and the float dots (F16, BF16 widened, F32) */
+     * load with AVX-512 (all of these; Q4_0 and Q8_0 up to 16 tokens a pass, the others 8),
+     * and without it integer dots (Q8_0, Q4_K with Q6_K, Q4_0) and the float dots (F16, BF16
+     * widened, F32) */
     const char *files[] = {"llama-gqa.q8_0.gguf", "llama-gqa.q4_k_m.gguf", "llama-gqa.q4_0.gguf",
                            "llama-gqa.f16.gguf",  "llama-gqa.bf16.gguf",   "llama-gqa.f32.gguf"};
     make_prompts();

@@ -41,6 +41,12 @@ static void test_greedy_takes_the_largest_logit(void)
     CHECK(counts[0] == 50, "greedy picked another token");
 }
 
+/* Logits below the ones a test sets, varied so that no two neighbours are equal. */
+static void fill_below(float *l, int n)
+{
+    for (int i = 0; i < n; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+}
+
 /* Greedy over a vocabulary of whole and partial groups of eight: the largest logit wins
  * wherever it is (first, in a group, in the short tail), and of equal largest ones the
  * first. */
@@ -53,22 +59,21 @@ static void test_greedy_finds_the_first_largest_anywhere(void)
     struct kiln_err err = {{0}};
     CHECK(sampler_init(&s, &p, N, &err) == KILN_OK, "init");
     static const int where[] = {0, 7, 8, 500, 999, 1000, 1002};
+    float l[N];
     for (size_t k = 0; k < sizeof where / sizeof *where; k++) {
-        float l[N];
-        for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+        fill_below(l, N);
         l[where[k]] = 3.0f;
         CHECK(sampler_sample(&s, l, NULL, 0) == where[k], "largest at %d", where[k]);
-        for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
-        l[where[k]] = 3.0f;
-        l[N - 1 - (where[k] == N - 1)] = 3.0f; /* a tie later on */
-        int first = where[k] < N - 1 - (where[k] == N - 1) ? where[k] : N - 1 - (where[k] == N - 1);
+        int other = where[k] == N - 1 ? N - 2 : N - 1; /* a tie near the end */
+        fill_below(l, N);
+        l[where[k]] = l[other] = 3.0f;
+        int first = where[k] < other ? where[k] : other;
         CHECK(sampler_sample(&s, l, NULL, 0) == first, "tie at %d: want %d", where[k], first);
     }
-    float l[N];
-    for (int i = 0; i < N; i++) l[i] = -1.0f - (float)(i % 13) * 0.01f;
+    fill_below(l, N);
     l[21] = l[17] = 3.0f; /* a tie inside one group of eight */
     CHECK(sampler_sample(&s, l, NULL, 0) == 17, "tie at 17 and 21");
-    l[21] = l[17] = -1.0f;
+    fill_below(l, N);
     l[3] = NAN; /* a NaN logit is never the largest */
     l[500] = 3.0f;
     CHECK(sampler_sample(&s, l, NULL, 0) == 500, "largest after a NaN");
