@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { ROWS = 3 * GEMM_ROWS + 5, COLS = 512, MAX_TOK = 9, THREADS = 2 };
+/* 40 whole blocks: the threads' own shares, then shared runs of two blocks and of one as they
+ * run out (ops.c's claim_run) */
+enum { ROWS = 40 * GEMM_ROWS + 5, COLS = 512, MAX_TOK = 9, THREADS = 2 };
 
 static struct pool *pool;
 /* matmul's scratch: the tokens' encoded rows, then each thread's widened rows */
