@@ -212,11 +212,12 @@ void softmax_avx2(float *x, int n)
     double lanes[4], sum = 0;
     _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
     sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (; i < n; i++) {
-        float t[8] = {x[i] - max};
-        __m256 e = exp_neg(_mm256_loadu_ps(t));
-        x[i] = _mm256_cvtss_f32(e);
-        sum += x[i];
+    if (i < n) { /* the last n - i values in one masked vector, added to the sum one by one */
+        static const int32_t ones_then_zeros[16] = {-1, -1, -1, -1, -1, -1, -1, -1};
+        __m256i mask = _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - (n - i)));
+        __m256 e = exp_neg(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), m));
+        _mm256_maskstore_ps(x + i, mask, e);
+        for (; i < n; i++) sum += x[i];
     }
     __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
