@@ -336,6 +336,11 @@ void layernorm(float *out, const float *x, const float *weight, const float *bia
 
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
 {
+    if (cpu_best_isa() >= ISA_AVX2) {
+        float scale = (float)(1.0 / sqrt(sum_squares_avx2(x, n) / n + eps));
+        scale_mul_avx2(out, x, scale, weight, n);
+        return;
+    }
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));

@@ -497,6 +497,38 @@ static void test_softmax_is_accurate(void)
     }
 }
 
+/* rmsnorm's AVX2 steps: the sum of squares is the scalar double sum's to within rounding and
+ * the scaling the scalar expression's bit for bit (in place too), over tails and lengths of
+ * real models' rows. */
+static void test_rmsnorm_steps_match_the_scalar_ones(void)
+{
+    if (cpu_best_isa() < ISA_AVX2) return;
+    static float x[2053];
+    const int lengths[] = {1, 7, 8, 576, 2053};
+    for (int k = 0; k < 5; k++) {
+        int n = lengths[k];
+        double want = 0;
+        for (int i = 0; i < n; i++) {
+            x[i] = (next_f() - 0.5f) * (i % 7 ? 3.f : 300.f);
+            want += (double)x[i] * x[i];
+        }
+        double got = sum_squares_avx2(x, n);
+        CHECK(fabs(got - want) <= 1e-13 * want, "n=%d: %.17g vs %.17g", n, got, want);
+        /* the scaling after it: the scalar expression's rounding, in place too */
+        static float w[2053], out[2053], expect[2053];
+        float scale = (float)(1.0 / sqrt(want / n + 1e-5));
+        for (int i = 0; i < n; i++) {
+            w[i] = next_f() * 2;
+            volatile float xs = x[i] * scale; /* rounded here, as rmsnorm's scalar form */
+            expect[i] = xs * w[i];
+        }
+        scale_mul_avx2(out, x, scale, w, n);
+        scale_mul_avx2(x, x, scale, w, n);
+        CHECK(!memcmp(out, expect, sizeof(float) * (size_t)n), "n=%d: scaled values differ", n);
+        CHECK(!memcmp(x, expect, sizeof(float) * (size_t)n), "n=%d: in place, they differ", n);
+    }
+}
+
 /* The vectorized SwiGLU agrees with a double-precision silu(g) * u to a few float ulps, over
  * gates from -120 to 120 (e^-x overflows a float in the scalar form), zero, a tail, and
  * exactly where the scalar form gives -0 or x. */
@@ -625,6 +657,7 @@ int main(void)
     RUN(test_attention_rows_forms_equal_row_calls);
     RUN(test_f16_rows_equal_f32_to_f16);
     RUN(test_softmax_is_accurate);
+    RUN(test_rmsnorm_steps_match_the_scalar_ones);
     RUN(test_swiglu_is_accurate);
     RUN(test_q8_0_quantize_roundtrip_is_close);
     RUN(test_k4_unpack_scales_equals_scale_min);

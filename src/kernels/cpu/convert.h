@@ -44,6 +44,13 @@ typedef void (*f16_row_fn)(f16_t *dst, const float *src, int64_t n);
 void f32_to_f16_row_avx2(f16_t *dst, const float *src, int64_t n);
 f16_row_fn f16_row_for_cpu(void);
 
+/* The sum of x[i]^2 in double precision (rmsnorm's) with AVX2: a scalar loop's value to
+ * within double rounding (the order and the fused squares differ). */
+double sum_squares_avx2(const float *x, int64_t n);
+
+/* out[i] = x[i] * scale * w[i] with AVX2, bit for bit the scalar expression's; out may be x. */
+void scale_mul_avx2(float *out, const float *x, float scale, const float *w, int64_t n);
+
 /* softmax in place over n floats, with a vectorized exp (relative error ~2e-7): what
  * ops.c's softmax runs on AVX2 machines. */
 void softmax_avx2(float *x, int n);

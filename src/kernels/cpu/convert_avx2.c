@@ -166,6 +166,37 @@ void f32_to_f16_row_avx2(f16_t *dst, const float *src, int64_t n)
     for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
 }
 
+/* The sum of the squares of n floats in double precision, as rmsnorm's scalar loop but in
+ * another order (two 4-lane accumulators of fused multiply-adds, then the rest one by one):
+ * the scalar loop waited on each addition in turn, about four cycles a value. */
+double sum_squares_avx2(const float *x, int64_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; i < n; i++) sum += (double)x[i] * x[i];
+    return sum;
+}
+
+/* out[i] = x[i] * scale * w[i], each rounded as the scalar expression is (x * scale first):
+ * rmsnorm's last step; out may be x. */
+void scale_mul_avx2(float *out, const float *x, float scale, const float *w, int64_t n)
+{
+    __m256 s = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), s),
+                                                _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
 /* e^x for x <= 0 (what softmax feeds it): x = k ln2 + r with |r| <= ln2 / 2, e^r by a
  * degree-6 polynomial (relative error about 2e-7, as close as expf), times 2^k through the
  * exponent bits; below -87.3 it is 0. */
