@@ -128,7 +128,8 @@ static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
  * of 12 interleaved pairs); kiln bench tg128 TinyLlama-shaped Q4_K_M 1.04x (5 pairs). */
 static bool claim_run(struct matmul_job *j, int64_t own, int nth, int64_t *b0, int64_t *b1)
 {
-    int64_t at = atomic_load_explicit(&j->next_block, memory_order_relaxed), n;
+    long long at = atomic_load_explicit(&j->next_block, memory_order_relaxed); /* the atomic's type */
+    int64_t n;
     do {
         int64_t left = j->blocks - own - at;
         if (left <= 0) return false;
