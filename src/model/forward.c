@@ -194,9 +194,9 @@ static struct kv_ahead kv_ahead_at(const struct kv_store *kv, const uint8_t *bas
  * L2 (prefetcht1), not L1, which stays the block in use's: SmolLM2, 16 sequences x 256
  * tokens, the attention's CPU time over the Q4_1 matmuls' went from 0.55-0.60 to 0.48-0.49
  * (perf, 3 interleaved pairs; 0.53-0.57 to 0.51-0.52 in 3 more). Two blocks ahead instead of
- * one gained nothing. always_inline: GCC 12
- * takes a function of prefetches alone for one without effects and drops its calls (the
- * block prefetch before this one never reached the binary). */
+ * one gained nothing. always_inline: GCC 12 takes a function of prefetches alone for one
+ * without effects and drops its calls (the block prefetch before this one never reached the
+ * binary). */
 static inline __attribute__((always_inline)) void prefetch_kv_part(const struct kv_ahead *a,
                                                                    int part, int parts)
 {

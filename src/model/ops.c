@@ -107,19 +107,6 @@ static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
     }
 }
 
-/* Rows repacked at load (model_repack): whole blocks of GEMM_ROWS rows, every token (one or
- * many) run from the repacked form. Each thread first runs its own contiguous share of three
- * quarters of the blocks, then the threads take the rest in runs from a counter, whichever
- * is free: decoding is bound by memory that other tenants share, and with fixed halves one
- * thread often waited for the other (kiln bench tg, 2 threads, medians of 8 interleaved
- * pairs against fixed halves: TinyLlama-shaped Q4_K_M 1.17x, F16 1.05x; SmolLM2 0.96x,
- * within its noise; pp512 1.02x). Runs of up to 256 KiB, so that a thread streams
- * neighbouring memory (blocks handed out one by one to alternate threads decoded at 0.6x),
- * shrinking as the blocks run out (claim_run); a counter per block was tried before this and
- * gained nothing. The rows
- * past the last whole block go by the row GEMM's single-row dot (dotn where that is the
- * type's own), shared out one by one. Which thread computes an output changes none of its
- * bits. */
 /* The next run of the shared blocks (those past `own`) into b0 .. b1 - 1, or false when none
  * is left: a 1 / (2 nth) part of what is left, at most j->run blocks and at least one. The
  * runs shrink towards the end, so the last one, which the other threads wait for, is short;
@@ -128,7 +115,8 @@ static void run_blocks(const struct matmul_job *j, int64_t b0, int64_t b1)
  * of 12 interleaved pairs); kiln bench tg128 TinyLlama-shaped Q4_K_M 1.04x (5 pairs). */
 static bool claim_run(struct matmul_job *j, int64_t own, int nth, int64_t *b0, int64_t *b1)
 {
-    long long at = atomic_load_explicit(&j->next_block, memory_order_relaxed); /* the atomic's type */
+    /* long long: the atomic's own type, which compare-and-swap wants (clang: not int64_t) */
+    long long at = atomic_load_explicit(&j->next_block, memory_order_relaxed);
     int64_t n;
     do {
         int64_t left = j->blocks - own - at;
@@ -143,6 +131,18 @@ static bool claim_run(struct matmul_job *j, int64_t own, int nth, int64_t *b0, i
     return true;
 }
 
+/* Rows repacked at load (model_repack): whole blocks of GEMM_ROWS rows, every token (one or
+ * many) run from the repacked form. Each thread first runs its own contiguous share of three
+ * quarters of the blocks, then the threads take the rest in runs from a counter, whichever
+ * is free: decoding is bound by memory that other tenants share, and with fixed halves one
+ * thread often waited for the other (kiln bench tg, 2 threads, medians of 8 interleaved
+ * pairs against fixed halves: TinyLlama-shaped Q4_K_M 1.17x, F16 1.05x; SmolLM2 0.96x,
+ * within its noise; pp512 1.02x). Runs of up to 256 KiB, so that a thread streams
+ * neighbouring memory (blocks handed out one by one to alternate threads decoded at 0.6x),
+ * shrinking as the blocks run out (claim_run); a counter per block was tried before this and
+ * gained nothing. The rows past the last whole block go by the row GEMM's single-row dot
+ * (dotn where that is the type's own), shared out one by one. Which thread computes an
+ * output changes none of its bits. */
 static void matmul_repacked(struct matmul_job *j, int ith, int nth)
 {
     int64_t blocks = j->blocks, own = matmul_own_blocks(blocks);
@@ -337,15 +337,15 @@ void layernorm(float *out, const float *x, const float *weight, const float *bia
 
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
 {
-    if (cpu_best_isa() >= ISA_AVX2) {
-        float scale = (float)(1.0 / sqrt(sum_squares_avx2(x, n) / n + eps));
-        scale_mul_avx2(out, x, scale, weight, n);
-        return;
-    }
+    bool avx2 = cpu_best_isa() >= ISA_AVX2;
     double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    if (avx2) ss = sum_squares_avx2(x, n);
+    else
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+    if (avx2) scale_mul_avx2(out, x, scale, weight, n);
+    else
+        for (int i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
 }
 
 void rope_angles(float *cs, const struct hparams *hp, const float *theta, int pos)

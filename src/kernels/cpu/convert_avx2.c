@@ -174,7 +174,8 @@ double sum_squares_avx2(const float *x, int64_t n)
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
         s0 = _mm256_fmadd_pd(lo, lo, s0);
         s1 = _mm256_fmadd_pd(hi, hi, s1);
     }
