@@ -16,4 +16,10 @@ def test_bench_json(kiln_bin):
     assert out["repetitions"] == 2 and out["read_bandwidth_gbs"] > 0.1
     # every matrix but the untied embedding: less than the file, more than half of it
     assert 0.5 * out["file_bytes"] < out["weight_bytes_per_token"] < out["file_bytes"]
-    assert 0 < out["tg_roofline_fraction"] < 1.5
+    # A model this small (4.7 MB) is read from the caches, so its generation may beat the
+    # memory bandwidth: the fraction can pass 1. What must hold is the formula, tg tokens/s
+    # times bytes per token over the bandwidth. It is the mean of each run's own fraction,
+    # not the ratio of the means, hence the margin, which still catches a wrong unit.
+    tg = tests["tg8"]["tokens_per_second"]
+    expected = tg * out["weight_bytes_per_token"] / (out["read_bandwidth_gbs"] * 1e9)
+    assert 0.5 * expected < out["tg_roofline_fraction"] < 2 * expected
