@@ -118,10 +118,14 @@ struct kv_store {
     int n_blocks;
     size_t row_bytes;  /* one token's keys (or values) in one layer */
     size_t head_bytes; /* one head's part of such a row */
-    uint8_t *k, *v;    /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows */
+    /* [n_layer][n_blocks][KV_BLOCK_SIZE] rows; an F16 cache's keys (key_block set) are
+     * stored transposed per block instead: [n_layer][n_blocks][n_head_kv * head_dim]
+     * [KV_BLOCK_SIZE], one dimension's positions together */
+    uint8_t *k, *v;
     /* how the attention reads this type, resolved once for this CPU */
     const struct dot_kernel *key_dot; /* F16 / F32 keys in place; Q8_0 keys once expanded */
-    dot_rows_fn key_rows;   /* keys a block at a time (Q8_0 ones in place), or NULL */
+    key_block_fn key_block; /* an F16 cache's transposed keys a block at a time, or NULL */
+    dot_rows_fn key_rows;   /* keys in rows a block at a time (Q8_0 ones in place), or NULL */
     axpy_f16_fn axpy_f16;
     axpy_f32_fn axpy_f32;
     axpy_rows_fn axpy_rows; /* values a block at a time (Q8_0 ones in place), or NULL */

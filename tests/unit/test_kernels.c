@@ -447,6 +447,55 @@ static void test_attention_rows_forms_equal_row_calls(void)
 
 /* The F16C row conversion gives f32_to_f16's half for every input but NaN (which stays a
  * NaN): random bit patterns over the whole float range, ties, subnormals, overflow. */
+/* The transposed F16 key scores: every version gives the reference's bits (four fused
+ * chains per score, added in pairs, then scaled), whatever the number of heads or the part of
+ * the block a call takes, and the scores are the dot products they stand for (checked in
+ * double precision). Head sizes of real models and ones that are not multiples of 8. */
+static void test_transposed_key_scores(void)
+{
+    enum { P = KEY_BLOCK_POSITIONS, MAX_HD = 256, MAX_HEADS = 9, OUT_STRIDE = 40 };
+    static f16_t kt[MAX_HD * P];
+    static float q[MAX_HEADS * MAX_HD], ref[MAX_HEADS * OUT_STRIDE], got[MAX_HEADS * OUT_STRIDE];
+    const int head_dims[] = {64, 72, 100, 128, 256};
+    const struct { key_block_fn fn; enum cpu_isa isa; const char *name; } versions[] = {
+        {key_block_f16t_avx2, ISA_AVX2, "avx2"}, {key_block_f16t_avx512, ISA_AVX512, "avx512"}};
+    for (int i = 0; i < MAX_HD * P; i++) kt[i] = f32_to_f16(next_f() * 2);
+    for (int i = 0; i < MAX_HEADS * MAX_HD; i++) q[i] = next_f();
+    int compared = 0;
+    for (size_t d = 0; d < sizeof head_dims / sizeof *head_dims; d++) {
+        int hd = head_dims[d];
+        for (int heads = 1; heads <= MAX_HEADS; heads++) {
+            /* whole blocks, a sequence's last positions, a sliding window's first ones */
+            const int parts[][2] = {{0, P}, {0, 1}, {0, 11}, {5, P}, {3, 9}, {P - 1, P}};
+            for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+                int s0 = parts[k][0], s1 = parts[k][1];
+                memset(ref, 0, sizeof ref);
+                key_block_f16t_ref(ref, OUT_STRIDE, kt, q, heads, hd, s0, s1, 0.125f);
+                for (int h = 0; h < heads; h++)
+                    for (int s = s0; s < s1; s++) {
+                        double exact = 0;
+                        for (int i = 0; i < hd; i++)
+                            exact += (double)q[h * hd + i] * f16_to_f32(kt[i * P + s]);
+                        exact *= 0.125;
+                        float r = ref[h * OUT_STRIDE + s - s0];
+                        CHECK(fabs(r - exact) <= 1e-5 * (1 + fabs(exact)),
+                              "hd %d head %d position %d: %g, not %g", hd, h, s, r, exact);
+                    }
+                for (size_t v = 0; v < sizeof versions / sizeof *versions; v++) {
+                    if (cpu_best_isa() < versions[v].isa) continue;
+                    memset(got, 0, sizeof got);
+                    versions[v].fn(got, OUT_STRIDE, kt, q, heads, hd, s0, s1, 0.125f);
+                    /* all of out compared: nothing past s1 - s0 in a head's scores is written */
+                    CHECK(!memcmp(got, ref, sizeof got), "%s: hd %d, %d heads, positions %d-%d",
+                          versions[v].name, hd, heads, s0, s1);
+                    compared++;
+                }
+            }
+        }
+    }
+    CHECK(cpu_best_isa() < ISA_AVX2 || compared > 0, "no vector version compared");
+}
+
 static void test_f16_rows_equal_f32_to_f16(void)
 {
     if (cpu_best_isa() < ISA_AVX2) return;
@@ -653,6 +702,7 @@ int main(void)
     RUN(test_q8a_encoders_agree);
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);
+    RUN(test_transposed_key_scores);
     RUN(test_f16_rows_equal_f32_to_f16);
     RUN(test_softmax_is_accurate);
     RUN(test_rmsnorm_steps_match_the_scalar_ones);

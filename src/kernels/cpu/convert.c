@@ -18,6 +18,26 @@ void axpy_f16_ref(float *y, float a, const f16_t *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = fmaf(a, f16_to_f32(x[i]), y[i]);
 }
 
+void key_block_f16t_ref(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                        int heads, int hd, int s0, int s1, float scale)
+{
+    for (int h = 0; h < heads; h++, q += hd)
+        for (int s = s0; s < s1; s++) {
+            float c[4] = {0, 0, 0, 0};
+            for (int d = 0; d < hd; d++)
+                c[d % 4] = fmaf(q[d], f16_to_f32(kt[d * KEY_BLOCK_POSITIONS + s]), c[d % 4]);
+            out[(size_t)h * out_stride + (size_t)(s - s0)] = ((c[0] + c[1]) + (c[2] + c[3])) * scale;
+        }
+}
+
+key_block_fn key_block_f16t_for_cpu(void)
+{
+    enum cpu_isa isa = cpu_best_isa();
+    return isa >= ISA_AVX512 ? key_block_f16t_avx512
+           : isa >= ISA_AVX2 ? key_block_f16t_avx2
+                             : key_block_f16t_ref;
+}
+
 axpy_f32_fn axpy_f32_for_cpu(void)
 {
     return cpu_best_isa() >= ISA_AVX2 ? axpy_f32_avx2 : axpy_f32_ref;

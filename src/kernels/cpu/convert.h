@@ -34,6 +34,25 @@ void key_rows_q8_0_avx2(float *out, const void *k, size_t stride, int rows, cons
 /* A KV cache's key scores a block at a time for this CPU: the F16 / F32 dot kernel's rows
  * form, the Q8_0 one above; or NULL (one row at a time, Q8_0 rows expanded first). */
 dot_rows_fn key_rows_for_cpu(enum dtype t);
+/* An F16 cache's keys of one KV head in a block, stored transposed: dimension d's 16 positions
+ * (a KV block's) at kt + 16 d, so that a vector holds one dimension of many positions and a
+ * score needs no horizontal sum. The scores of `heads` consecutive query heads (q, hd floats
+ * each) for block positions s0 .. s1 - 1:
+ *   out[h * out_stride + s - s0] = ((c0 + c1) + (c2 + c3)) * scale,
+ * c_i being the fused multiply-add chain of q[h][d] * k[d][s] over the d = i mod 4 in order
+ * (hd a multiple of 4; four chains, so that one head's multiply-adds do not wait on each
+ * other). Every version computes exactly that, so a score never depends on which version,
+ * how many heads or which positions a call takes. */
+typedef void (*key_block_fn)(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                             int heads, int hd, int s0, int s1, float scale);
+enum { KEY_BLOCK_POSITIONS = 16 };
+void key_block_f16t_ref(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                        int heads, int hd, int s0, int s1, float scale);
+void key_block_f16t_avx2(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                         int heads, int hd, int s0, int s1, float scale);
+void key_block_f16t_avx512(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                           int heads, int hd, int s0, int s1, float scale);
+key_block_fn key_block_f16t_for_cpu(void);
 void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
                          int64_t n);
 

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 
 /* y = a * x + y with one rounding: a fused multiply-add per element, fmaf in the tails (as
  * the scalar references compute it). */
@@ -271,4 +272,40 @@ void swiglu_avx2(float *g, const float *u, int64_t n)
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(x, sig), _mm256_loadu_ps(u + i)));
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* key_block_f16t for one head: its four chains over positions 0-7 and 8-15 (eight
+ * accumulators; AVX2's sixteen registers hold no second head's). */
+static void key_block_head_avx2(float *out, const f16_t *kt, const float *q, int hd, int s0,
+                                int s1, float scale)
+{
+    __m256 acc[4][2]; /* [d % 4][positions 0-7, 8-15] */
+    for (int c = 0; c < 4; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d += 4)
+        for (int c = 0; c < 4; c++) {
+            const f16_t *k = kt + (size_t)(d + c) * KEY_BLOCK_POSITIONS;
+            __m256 qd = _mm256_broadcast_ss(q + d + c);
+            acc[c][0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)k)), qd,
+                                        acc[c][0]);
+            acc[c][1] = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8))), qd, acc[c][1]);
+        }
+    __m256 vs = _mm256_set1_ps(scale);
+    float all[KEY_BLOCK_POSITIONS];
+    bool whole = s0 == 0 && s1 == KEY_BLOCK_POSITIONS;
+    float *dst = whole ? out : all;
+    for (int half = 0; half < 2; half++) {
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0][half], acc[1][half]),
+                                   _mm256_add_ps(acc[2][half], acc[3][half]));
+        _mm256_storeu_ps(dst + 8 * half, _mm256_mul_ps(sum, vs));
+    }
+    if (!whole) memcpy(out, all + s0, (size_t)(s1 - s0) * sizeof(float));
+}
+
+void key_block_f16t_avx2(float *out, size_t out_stride, const f16_t *kt, const float *q,
+                         int heads, int hd, int s0, int s1, float scale)
+{
+    for (int h = 0; h < heads; h++)
+        key_block_head_avx2(out + (size_t)h * out_stride, kt, q + (size_t)h * hd, hd, s0, s1,
+                            scale);
 }
