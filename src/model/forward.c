@@ -33,6 +33,7 @@ kiln_status kv_store_init(struct kv_store *kv, const struct model *m, enum dtype
     kv->axpy_f16 = axpy_f16_for_cpu();
     kv->axpy_f32 = axpy_f32_for_cpu();
     kv->axpy_rows = axpy_rows_for_cpu(type);
+    kv->value_heads = value_heads_for_cpu(type);
     kv->f16_row = type == DTYPE_F16 ? f16_row_for_cpu() : NULL;
     /* F16 keys transposed: a vector of scores per dimension, no horizontal sums, each key
      * widened once for the query heads that share it */
@@ -289,16 +290,21 @@ static struct attn_unit attn_unit_at(const struct attn_job *j, const struct attn
  * values. The unit goes through the KV blocks one after another, and all its heads through
  * each block while it is in L1: keys and values are read from memory once per unit, and the
  * next block (after the last block of values: the first block of keys of this thread's next
- * unit) is asked for while one is in use. F16 keys, stored transposed, are scored a block
- * and a KV head at a time for all the unit's query heads of that KV head (key_block: SmolLM2,
- * 16 sequences x 256 tokens, the attention's CPU time over the Q4_1 matmuls' went from
- * 0.44-0.47 to 0.38-0.40, its key scores' from 0.165-0.180 to 0.084-0.093; one sequence of a
- * 2000-token prompt decoding 700 tokens, 1.15x the tokens/s). The rows forms take a block's
- * positions in one call; Q8_0 rows are read in place by them, and expanded to floats once
- * per row and KV head only where there is no rows form (no AVX2). Each unit reads only its
- * own token's query and
- * sequence, and each head's arithmetic is its own, so the result never depends on the rest
- * of the batch or on how the heads are grouped. */
+ * unit) is asked for while one is in use.
+ *
+ * F16 keys, stored transposed, are scored a block and a KV head at a time for all the unit's
+ * query heads of that KV head (key_block). SmolLM2, 16 sequences x 256 tokens: the
+ * attention's CPU time over the Q4_1 matmuls' went from 0.44-0.47 to 0.38-0.40, its key
+ * scores' from 0.165-0.180 to 0.084-0.093; one sequence of a 2000-token prompt decoding 700
+ * tokens ran at 1.15x the tokens/s. F16 values go the same way with AVX-512 (value_heads,
+ * each row widened once for the heads): their share 0.104-0.113 -> 0.089-0.093, and that
+ * long decode at 1.07-1.12x (3 pairs).
+ *
+ * The rows forms take a block's positions in one call; Q8_0 rows are read in place by them,
+ * and expanded to floats once per row and KV head only where there is no rows form (no
+ * AVX2). Each unit reads only its own token's query and sequence, and each head's arithmetic
+ * is its own, so the result never depends on the rest of the batch or on how the heads are
+ * grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -378,6 +384,18 @@ static void attention_worker(void *ctx, int ith, int nth)
             const uint8_t *row = kv_row(kv, kv->v, j->il, a.table, p);
             struct kv_ahead next = p + cnt <= pos
                 ? kv_ahead_at(kv, kv->v, j->il, a.table, p + cnt, pos, a.g0, a.g1) : after;
+            if (kv->value_heads) { /* the query heads of each KV head in one call */
+                for (int g = a.g0; g < a.g1; g++) {
+                    prefetch_kv_part(&next, g - a.g0, a.g1 - a.g0);
+                    int h0 = g * group > a.h0 ? g * group : a.h0;
+                    int h1 = (g + 1) * group < a.h1 ? (g + 1) * group : a.h1;
+                    kv->value_heads(out_t + (size_t)h0 * hd,
+                                    scores + (size_t)(h0 - a.h0) * max_pos + (p - lo), max_pos,
+                                    row + (size_t)g * kv->head_bytes, kv->row_bytes, cnt,
+                                    h1 - h0, hd);
+                }
+                continue;
+            }
             for (int i = 0; i < (kv->axpy_rows ? 1 : cnt); i++, row += kv->row_bytes) {
                 for (int h = a.h0; h < a.h1; h++) {
                     prefetch_between(&next, kv->axpy_rows != NULL, i, cnt, h - a.h0, a.h1 - a.h0);

@@ -129,6 +129,7 @@ struct kv_store {
     axpy_f16_fn axpy_f16;
     axpy_f32_fn axpy_f32;
     axpy_rows_fn axpy_rows; /* values a block at a time (Q8_0 ones in place), or NULL */
+    value_heads_fn value_heads; /* F16 values a block and a KV head at a time, or NULL */
     f16_row_fn f16_row;     /* an F16 cache's stores with F16C, or NULL (quantize_row) */
 };
 

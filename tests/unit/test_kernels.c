@@ -496,6 +496,33 @@ static void test_transposed_key_scores(void)
     CHECK(cpu_best_isa() < ISA_AVX2 || compared > 0, "no vector version compared");
 }
 
+/* The values of a KV head for several query heads at once: exactly what one rows call per
+ * head adds (on running sums, not zeros), for head sizes with and without a tail past 64. */
+static void test_value_heads_equal_rows_per_head(void)
+{
+    enum { ROWS = KEY_BLOCK_POSITIONS, MAX_HD = 256, MAX_HEADS = 9, W_STRIDE = 21, STRIDE = 3 * MAX_HD };
+    static f16_t x[ROWS * STRIDE];
+    static float w[MAX_HEADS * W_STRIDE], y1[MAX_HEADS * MAX_HD], y2[MAX_HEADS * MAX_HD];
+    value_heads_fn heads_fn = value_heads_for_cpu(DTYPE_F16);
+    if (!heads_fn) return; /* one rows call per head: nothing else to compare */
+    const int head_dims[] = {64, 72, 100, 128, 256};
+    for (int i = 0; i < ROWS * STRIDE; i++) x[i] = f32_to_f16(next_f() * 3);
+    for (int i = 0; i < MAX_HEADS * W_STRIDE; i++) w[i] = next_f();
+    for (size_t d = 0; d < sizeof head_dims / sizeof *head_dims; d++) {
+        int hd = head_dims[d];
+        for (int heads = 1; heads <= MAX_HEADS; heads++)
+            for (int rows = 1; rows <= ROWS; rows += 5) {
+                for (int i = 0; i < heads * hd; i++) y1[i] = y2[i] = next_f();
+                heads_fn(y1, w, W_STRIDE, x, STRIDE * sizeof(f16_t), rows, heads, hd);
+                for (int h = 0; h < heads; h++)
+                    axpy_f16_rows_avx2(y2 + h * hd, w + h * W_STRIDE, x, STRIDE * sizeof(f16_t),
+                                       rows, hd);
+                CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)(heads * hd)),
+                      "hd %d, %d heads, %d rows", hd, heads, rows);
+            }
+    }
+}
+
 static void test_f16_rows_equal_f32_to_f16(void)
 {
     if (cpu_best_isa() < ISA_AVX2) return;
@@ -703,6 +730,7 @@ int main(void)
     RUN(test_attention_row_helpers);
     RUN(test_attention_rows_forms_equal_row_calls);
     RUN(test_transposed_key_scores);
+    RUN(test_value_heads_equal_rows_per_head);
     RUN(test_f16_rows_equal_f32_to_f16);
     RUN(test_softmax_is_accurate);
     RUN(test_rmsnorm_steps_match_the_scalar_ones);

@@ -38,6 +38,11 @@ key_block_fn key_block_f16t_for_cpu(void)
                              : key_block_f16t_ref;
 }
 
+value_heads_fn value_heads_for_cpu(enum dtype t)
+{
+    return t == DTYPE_F16 && cpu_best_isa() >= ISA_AVX512 ? value_heads_f16_avx512 : NULL;
+}
+
 axpy_f32_fn axpy_f32_for_cpu(void)
 {
     return cpu_best_isa() >= ISA_AVX2 ? axpy_f32_avx2 : axpy_f32_ref;

@@ -53,6 +53,16 @@ void key_block_f16t_avx2(float *out, size_t out_stride, const f16_t *kt, const f
 void key_block_f16t_avx512(float *out, size_t out_stride, const f16_t *kt, const float *q,
                            int heads, int hd, int s0, int s1, float scale);
 key_block_fn key_block_f16t_for_cpu(void);
+/* An F16 cache's values of one KV head in a block, for `heads` consecutive query heads:
+ * y[h * n + i] += w[h * w_stride + r] * row r [i] for the rows (stride bytes apart) in order,
+ * each head exactly as axpy_rows adds it (the same fused steps per value), each row widened
+ * once for all the heads. AVX-512; value_heads_for_cpu gives it or NULL (one axpy_rows call
+ * per head). */
+typedef void (*value_heads_fn)(float *y, const float *w, size_t w_stride, const void *x,
+                               size_t stride, int rows, int heads, int64_t n);
+void value_heads_f16_avx512(float *y, const float *w, size_t w_stride, const void *x,
+                            size_t stride, int rows, int heads, int64_t n);
+value_heads_fn value_heads_for_cpu(enum dtype t);
 void axpy_q8_0_rows_avx2(float *y, const float *w, const void *x, size_t stride, int rows,
                          int64_t n);
 

@@ -58,3 +58,54 @@ void key_block_f16t_avx512(float *out, size_t out_stride, const f16_t *kt, const
     default: break;
     }
 }
+
+/* NH (1 to 4) heads' outputs, 64 values (four zmm) each, held in registers while every row
+ * adds to them: each row's 64 halves widened once for all the heads. */
+static inline __attribute__((always_inline)) void value_heads_chunk(float *y, const float *w,
+                                                                    size_t w_stride,
+                                                                    const f16_t *x, size_t stride,
+                                                                    int rows, const int nh,
+                                                                    int64_t hd)
+{
+    __m512 acc[4][4]; /* [head][16 values] */
+    for (int h = 0; h < nh; h++)
+        for (int k = 0; k < 4; k++) acc[h][k] = _mm512_loadu_ps(y + (size_t)h * hd + 16 * k);
+    for (int r = 0; r < rows; r++) {
+        const f16_t *row = (const f16_t *)((const char *)x + (size_t)r * stride);
+        __m512 v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 16 * k)));
+        for (int h = 0; h < nh; h++) {
+            __m512 wh = _mm512_set1_ps(w[(size_t)h * w_stride + (size_t)r]);
+            for (int k = 0; k < 4; k++) acc[h][k] = _mm512_fmadd_ps(wh, v[k], acc[h][k]);
+        }
+    }
+    for (int h = 0; h < nh; h++)
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(y + (size_t)h * hd + 16 * k, acc[h][k]);
+}
+
+void value_heads_f16_avx512(float *y, const float *w, size_t w_stride, const void *x,
+                            size_t stride, int rows, int heads, int64_t hd)
+{
+    int64_t i = 0;
+    for (; i + 64 <= hd; i += 64) {
+        const f16_t *xi = (const f16_t *)x + i;
+        int h = 0;
+        for (; h + 4 <= heads; h += 4)
+            value_heads_chunk(y + (size_t)h * hd + i, w + (size_t)h * w_stride, w_stride, xi,
+                              stride, rows, 4, hd);
+        float *yh = y + (size_t)h * hd + i;
+        const float *wh = w + (size_t)h * w_stride;
+        switch (heads - h) {
+        case 3: value_heads_chunk(yh, wh, w_stride, xi, stride, rows, 3, hd); break;
+        case 2: value_heads_chunk(yh, wh, w_stride, xi, stride, rows, 2, hd); break;
+        case 1: value_heads_chunk(yh, wh, w_stride, xi, stride, rows, 1, hd); break;
+        default: break;
+        }
+    }
+    if (i == hd) return;
+    /* the values past the last 64: AVX2's rows form per head (the same fused steps) */
+    for (int h = 0; h < heads; h++)
+        axpy_f16_rows_avx2(y + (size_t)h * hd + i, w + (size_t)h * w_stride,
+                           (const f16_t *)x + i, stride, rows, hd - i);
+}
