@@ -543,14 +543,14 @@ static void stage_worker(void *ctx, int ith, int nth)
             break;
         case ATTN_RESIDUAL_FFN_NORM:
             if (L->post_attn_norm) rmsnorm(xn, xn, L->post_attn_norm, e, hp->rms_eps);
-            for (int i = 0; i < e; i++) x[i] += xn[i];
+            add_in_place(x, xn, e);
             rmsnorm(xn, x, L->ffn_norm, e, hp->rms_eps);
             break;
         case GLU: glu_token(s, t, (size_t)j->encode_for->cols); break; /* down's input */
         case FFN_RESIDUAL_NEXT_NORM: {
             float *out = s->ffn_out + (size_t)t * e;
             if (L->post_ffn_norm) rmsnorm(out, out, L->post_ffn_norm, e, hp->rms_eps);
-            for (int i = 0; i < e; i++) x[i] += out[i];
+            add_in_place(x, out, e);
             if (j->next) rmsnorm(xn, x, j->next->attn_norm, e, hp->rms_eps);
             break;
         }

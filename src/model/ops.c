@@ -335,6 +335,13 @@ void layernorm(float *out, const float *x, const float *weight, const float *bia
     for (int i = 0; i < n; i++) out[i] = (x[i] - mean) * scale * weight[i] + bias[i];
 }
 
+void add_in_place(float *x, const float *y, int n)
+{
+    if (cpu_best_isa() >= ISA_AVX2) add_avx2(x, y, n);
+    else
+        for (int i = 0; i < n; i++) x[i] += y[i];
+}
+
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps)
 {
     bool avx2 = cpu_best_isa() >= ISA_AVX2;

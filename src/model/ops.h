@@ -39,6 +39,8 @@ void add_bias(float *x, const float *bias, int n_tok, int dim);
 /* out = (x - mean) / sqrt(var + eps) * weight + bias (out may be x). */
 void layernorm(float *out, const float *x, const float *weight, const float *bias, int n,
                float eps);
+/* x[i] += y[i]: a residual add (vectorized where the CPU has AVX2; the same sums). */
+void add_in_place(float *x, const float *y, int n);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 /* cos and sin of each rotated pair's angle at position pos, interleaved (cs[2i], cs[2i+1]);
  * theta[i] is the angle per position of pair i (struct model's rope_theta). */

@@ -380,6 +380,9 @@ static void test_attention_row_helpers(void)
     axpy_f16_ref(y1, -1.5f, h, N);
     axpy_f16_avx2(y2, -1.5f, h, N);
     CHECK(!memcmp(y1, y2, sizeof y1), "axpy_f16 differs");
+    for (int i = 0; i < N; i++) y1[i] += x[i];
+    add_avx2(y2, x, N);
+    CHECK(!memcmp(y1, y2, sizeof y1), "add differs");
 }
 
 /* A KV block at a time: the rows forms of the key dot and of axpy give exactly what one

@@ -80,6 +80,9 @@ double sum_squares_avx2(const float *x, int64_t n);
 /* out[i] = x[i] * scale * w[i] with AVX2, bit for bit the scalar expression's; out may be x. */
 void scale_mul_avx2(float *out, const float *x, float scale, const float *w, int64_t n);
 
+/* x[i] += y[i] with AVX2 (a residual add; the same sums as the scalar loop). */
+void add_avx2(float *x, const float *y, int64_t n);
+
 /* softmax in place over n floats, with a vectorized exp (relative error ~2e-7): what
  * ops.c's softmax runs on AVX2 machines. */
 void softmax_avx2(float *x, int n);

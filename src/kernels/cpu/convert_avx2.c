@@ -309,3 +309,11 @@ void key_block_f16t_avx2(float *out, size_t out_stride, const f16_t *kt, const f
         key_block_head_avx2(out + (size_t)h * out_stride, kt, q + (size_t)h * hd, hd, s0, s1,
                             scale);
 }
+
+void add_avx2(float *x, const float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) x[i] += y[i];
+}
