@@ -155,6 +155,9 @@ struct attn_job {
     bool local; /* a sliding-window layer */
 };
 
+/* The transposed key kernels take a KV block's positions as one vector's lanes. */
+_Static_assert(KV_BLOCK_SIZE == KEY_BLOCK_POSITIONS, "a key block is 16 positions");
+
 /* The KV block of layer il that holds position p of a sequence, through its block table. */
 static const uint8_t *kv_block(const struct kv_store *kv, const uint8_t *base, int il,
                                const int32_t *table, int p)
@@ -302,9 +305,10 @@ static struct attn_unit attn_unit_at(const struct attn_job *j, const struct attn
  *
  * The rows forms take a block's positions in one call; Q8_0 rows are read in place by them,
  * and expanded to floats once per row and KV head only where there is no rows form (no
- * AVX2). Each unit reads only its own token's query and sequence, and each head's arithmetic
- * is its own, so the result never depends on the rest of the batch or on how the heads are
- * grouped. */
+ * AVX2). Each unit reads only its own token's query and sequence (a transposed key block is
+ * scored whole, its slots past the sequence's end too, and those scores dropped), and each
+ * head's arithmetic is its own, so the result never depends on the rest of the batch or on
+ * how the heads are grouped. */
 static void attention_worker(void *ctx, int ith, int nth)
 {
     const struct attn_job *j = ctx;
@@ -329,8 +333,9 @@ static void attention_worker(void *ctx, int ith, int nth)
         float *out_t = s->attn + (size_t)a.t * qd;
         int lo = a.lo, pos = a.pos;
         /* head h's scores: scores + (h - h0) * max_pos, position p at p - lo */
-        /* a block's positions are consecutive rows: one call per block and head where the
-         * kernels have a rows form (the same arithmetic per position as the one-row calls) */
+        /* one call per block: per KV head for transposed keys; otherwise, the positions
+         * being consecutive rows, per head where the kernels have a rows form (the same
+         * arithmetic per position as the one-row calls) */
         for (int p = lo, cnt; p <= pos; p += cnt) {
             cnt = block_len(p, pos);
             struct kv_ahead next = kv_ahead_at(kv, kv->k, j->il, a.table, p + cnt, pos, a.g0, a.g1);
@@ -500,12 +505,12 @@ static void qkv_token(const struct stage_job *j, int t)
     store_kv_row(kv, vrow, v, kvd);
 }
 
-/* A transposed key block is stored into a column at a time, one value in every line of the
- * block: the stage asks for the lines of its next token's block (prefetcht0 without
- * PREFETCHW in the baseline ISA: the lines come exclusive, no other core holding them) while
- * this token's biases, norms and rotations run, instead of the stores missing them one by
- * one (the stage's CPU time over the Q4_1 matmuls': 0.048-0.051 without, 0.037-0.044 with).
- * Inlined for prefetch_kv_part's reason. */
+/* A transposed key block is stored into a column at a time, two values in every line of the
+ * block: the stage asks for the lines of its next token's block, when that is another block
+ * than this token's (prefetcht0: the baseline ISA has no PREFETCHW), while this token's
+ * biases, norms and rotations run, instead of the stores missing them one by one (the stage's
+ * CPU time over the Q4_1 matmuls': 0.048-0.051 without, 0.037-0.044 with). Inlined for
+ * prefetch_kv_part's reason. */
 static inline __attribute__((always_inline)) void prefetch_key_block_for_store(
     const struct stage_job *j, int t)
 {
@@ -538,7 +543,9 @@ static void stage_worker(void *ctx, int ith, int nth)
         switch (j->stage) {
         case ATTN_NORM: rmsnorm(xn, x, L->attn_norm, e, hp->rms_eps); break;
         case QKV_ROPE_STORE:
-            if (t + 1 < t1) prefetch_key_block_for_store(j, t + 1);
+            if (t + 1 < t1 && (j->b->block_tables[t + 1] != j->b->block_tables[t] ||
+                               j->b->pos[t + 1] / KV_BLOCK_SIZE != j->b->pos[t] / KV_BLOCK_SIZE))
+                prefetch_key_block_for_store(j, t + 1);
             qkv_token(j, t);
             break;
         case ATTN_RESIDUAL_FFN_NORM:

@@ -107,8 +107,9 @@ kiln_status model_repack(struct model *m, bool mapped, struct kiln_err *err);
 /* The model inside a public kiln_model (defined in src/api/kiln.c), for the engine. */
 const struct model *kiln_model_internal(const kiln_model *km);
 
-/* KV memory as the forward pass sees it: per layer, blocks of KV_BLOCK_SIZE token rows of
- * keys and of values (n_head_kv * head_dim each) in F32, F16 or Q8_0. Which blocks belong
+/* KV memory as the forward pass sees it: per layer, blocks of KV_BLOCK_SIZE tokens' keys and
+ * values (n_head_kv * head_dim each) in F32, F16 or Q8_0, as rows (an F16 cache's keys
+ * transposed, see kv_store below). Which blocks belong
  * to which sequence is the caller's business (src/engine/kv_cache.c; a kiln_context owns
  * one sequence's blocks outright). */
 #define KV_BLOCK_SIZE 16

@@ -107,3 +107,30 @@ def test_kv_cache_types_stay_close_to_an_f32_cache(kiln_bin, real_model):
         assert q8 < f16 + Q8_0_CACHE_EXTRA_ERROR, (
             f"{name} {case['prompt']!r}: the Q8_0 cache moves logits by {q8:.3f} on average, "
             f"the F16 cache by {f16:.3f} (per position: {[round(e, 2) for e in errors]})")
+
+
+# gemma3's local layers attend over the last 512 positions only, so past position 512 their
+# first KV block starts mid-block. On the weights dequantized to F32 (F32 activations, none
+# of the 8-bit rounding that moves the quantized file's logits by 0.4-0.9), the F16 cache
+# (keys transposed per block) differs from the F32 cache (keys in rows, another code path)
+# by its rounding alone: 0.004 on average over positions 515-559. Reading the first block's
+# keys one position off (scores shifted by one lane where it starts mid-block) gave 0.146.
+SLIDING_WINDOW_F16_CACHE_ERROR = 0.05
+
+
+def test_sliding_window_layers_past_the_window_stay_close_to_an_f32_cache(kiln_bin, tmp_path):
+    path = fetch_model("gemma3-270m")
+    f32 = tmp_path / "f32.gguf"
+    run_kiln(kiln_bin, "quantize", path, f32, "f32", "--allow-requantize")
+    text = " ".join(f"Note {i}: the lighthouse keeper wrote down the tide, the wind and the ships."
+                    for i in range(48))
+    ids = [int(t) for t in run_kiln(kiln_bin, "tokenize", "--model-path", path, "--prompt",
+                                    text).split()]
+    assert len(ids) > 560, len(ids)
+    ids = ids[:560]
+    ref = _top_logits(kiln_bin, f32, ids, "f32")[515:]
+    got = _top_logits(kiln_bin, f32, ids, "f16")[515:]
+    mean, errors = _mean_top_error("gemma3-270m", ref, got)
+    assert mean < SLIDING_WINDOW_F16_CACHE_ERROR, (
+        f"positions 515-559: the F16 cache moves logits by {mean:.3f} on average "
+        f"(per position: {[round(e, 2) for e in errors]})")

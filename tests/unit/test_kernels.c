@@ -448,8 +448,6 @@ static void test_attention_rows_forms_equal_row_calls(void)
     CHECK(cpu_best_isa() == ISA_REF || checked == 3, "only %d rows forms", checked);
 }
 
-/* The F16C row conversion gives f32_to_f16's half for every input but NaN (which stays a
- * NaN): random bit patterns over the whole float range, ties, subnormals, overflow. */
 /* The transposed F16 key scores: every version gives the reference's bits (four fused
  * chains per score, added in pairs, then scaled), whatever the number of heads or the part of
  * the block a call takes, and the scores are the dot products they stand for (checked in
@@ -500,12 +498,14 @@ static void test_transposed_key_scores(void)
 }
 
 /* The values of a KV head for several query heads at once: exactly what one rows call per
- * head adds (on running sums, not zeros), for head sizes with and without a tail past 64. */
+ * head adds (on running sums, not zeros), and what the scalar axpy adds row by row, for head
+ * sizes with and without a tail past 64. Only where the CPU has the AVX-512 version. */
 static void test_value_heads_equal_rows_per_head(void)
 {
     enum { ROWS = KEY_BLOCK_POSITIONS, MAX_HD = 256, MAX_HEADS = 9, W_STRIDE = 21, STRIDE = 3 * MAX_HD };
     static f16_t x[ROWS * STRIDE];
-    static float w[MAX_HEADS * W_STRIDE], y1[MAX_HEADS * MAX_HD], y2[MAX_HEADS * MAX_HD];
+    static float w[MAX_HEADS * W_STRIDE], y0[MAX_HEADS * MAX_HD], y1[MAX_HEADS * MAX_HD],
+        y2[MAX_HEADS * MAX_HD];
     value_heads_fn heads_fn = value_heads_for_cpu(DTYPE_F16);
     if (!heads_fn) return; /* one rows call per head: nothing else to compare */
     const int head_dims[] = {64, 72, 100, 128, 256};
@@ -515,17 +515,25 @@ static void test_value_heads_equal_rows_per_head(void)
         int hd = head_dims[d];
         for (int heads = 1; heads <= MAX_HEADS; heads++)
             for (int rows = 1; rows <= ROWS; rows += 5) {
-                for (int i = 0; i < heads * hd; i++) y1[i] = y2[i] = next_f();
+                for (int i = 0; i < heads * hd; i++) y0[i] = y1[i] = y2[i] = next_f();
                 heads_fn(y1, w, W_STRIDE, x, STRIDE * sizeof(f16_t), rows, heads, hd);
                 for (int h = 0; h < heads; h++)
                     axpy_f16_rows_avx2(y2 + h * hd, w + h * W_STRIDE, x, STRIDE * sizeof(f16_t),
                                        rows, hd);
                 CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)(heads * hd)),
                       "hd %d, %d heads, %d rows", hd, heads, rows);
+                for (int i = 0; i < heads * hd; i++) y2[i] = y0[i];
+                for (int h = 0; h < heads; h++)
+                    for (int r = 0; r < rows; r++)
+                        axpy_f16_ref(y2 + h * hd, w[h * W_STRIDE + r], x + r * STRIDE, hd);
+                CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)(heads * hd)),
+                      "hd %d, %d heads, %d rows: not the scalar sums", hd, heads, rows);
             }
     }
 }
 
+/* The F16C row conversion gives f32_to_f16's half for every input but NaN (which stays a
+ * NaN): random bit patterns over the whole float range, ties, subnormals, overflow. */
 static void test_f16_rows_equal_f32_to_f16(void)
 {
     if (cpu_best_isa() < ISA_AVX2) return;

@@ -1,8 +1,11 @@
 /* The float helpers of the forward pass: y = a * x + y (fused: one rounding) over a row (or
- * a KV block's rows) of F32, F16 or Q8_0 values, the attention's weighted sum of values; a
- * Q8_0 cache's key scores; an F16 cache's stores; softmax and SwiGLU. The caller resolves
- * the version for this CPU once and keeps the pointer.
- * Contract for src/kernels/cpu/convert.c, convert_avx2.c. Pure; any thread. */
+ * a KV block's rows) of F32, F16 or Q8_0 values, the attention's weighted sum of values (for
+ * an F16 cache with AVX-512, all the query heads of a KV head at once); a Q8_0 cache's key
+ * scores, and an F16 cache's transposed ones; an F16 cache's stores; rmsnorm's steps, the
+ * residual adds, softmax and SwiGLU. The caller resolves the version for this CPU once and
+ * keeps the pointer.
+ * Contract for src/kernels/cpu/convert.c, convert_avx2.c, convert_avx512.c. Pure; any
+ * thread. */
 #ifndef KILN_KERNELS_CPU_CONVERT_H
 #define KILN_KERNELS_CPU_CONVERT_H
 

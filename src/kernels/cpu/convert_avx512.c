@@ -1,5 +1,6 @@
-/* AVX-512 version of the attention's transposed F16 key scores: one zmm holds a dimension of
- * a KV block's 16 positions. Contract: src/kernels/cpu/convert.h. */
+/* AVX-512 versions of two attention helpers for an F16 cache: the transposed key scores (one
+ * zmm holds a dimension of a KV block's 16 positions) and the value sums of all the query
+ * heads of a KV head at once (each row widened once). Contract: src/kernels/cpu/convert.h. */
 #include "kernels/cpu/convert.h"
 
 #include <immintrin.h>
