@@ -289,6 +289,13 @@ static struct attn_unit attn_unit_at(const struct attn_job *j, const struct attn
     return a;
 }
 
+/* The unit's query heads that share KV head g (g0 <= g < g1): *h0 .. *h1 - 1. */
+static void unit_heads_of_kv_head(const struct attn_unit *a, int g, int group, int *h0, int *h1)
+{
+    *h0 = g * group > a->h0 ? g * group : a->h0;
+    *h1 = (g + 1) * group < a->h1 ? (g + 1) * group : a->h1;
+}
+
 /* For each head of a unit: scores over the visible positions, softmax, weighted sum of
  * values. The unit goes through the KV blocks one after another, and all its heads through
  * each block while it is in L1: keys and values are read from memory once per unit, and the
@@ -343,8 +350,8 @@ static void attention_worker(void *ctx, int ith, int nth)
                 const f16_t *blk = (const f16_t *)kv_block(kv, kv->k, j->il, a.table, p);
                 for (int g = a.g0; g < a.g1; g++) {
                     prefetch_kv_part(&next, g - a.g0, a.g1 - a.g0);
-                    int h0 = g * group > a.h0 ? g * group : a.h0;
-                    int h1 = (g + 1) * group < a.h1 ? (g + 1) * group : a.h1;
+                    int h0, h1;
+                    unit_heads_of_kv_head(&a, g, group, &h0, &h1);
                     kv->key_block(scores + (size_t)(h0 - a.h0) * max_pos + (p - lo), max_pos,
                                   blk + (size_t)g * hd * KV_BLOCK_SIZE, qt + (size_t)h0 * hd,
                                   h1 - h0, hd, p % KV_BLOCK_SIZE, p % KV_BLOCK_SIZE + cnt,
@@ -392,8 +399,8 @@ static void attention_worker(void *ctx, int ith, int nth)
             if (kv->value_heads) { /* the query heads of each KV head in one call */
                 for (int g = a.g0; g < a.g1; g++) {
                     prefetch_kv_part(&next, g - a.g0, a.g1 - a.g0);
-                    int h0 = g * group > a.h0 ? g * group : a.h0;
-                    int h1 = (g + 1) * group < a.h1 ? (g + 1) * group : a.h1;
+                    int h0, h1;
+                    unit_heads_of_kv_head(&a, g, group, &h0, &h1);
                     kv->value_heads(out_t + (size_t)h0 * hd,
                                     scores + (size_t)(h0 - a.h0) * max_pos + (p - lo), max_pos,
                                     row + (size_t)g * kv->head_bytes, kv->row_bytes, cnt,
@@ -511,12 +518,16 @@ static void qkv_token(const struct stage_job *j, int t)
  * biases, norms and rotations run, instead of the stores missing them one by one (the stage's
  * CPU time over the Q4_1 matmuls': 0.048-0.051 without, 0.037-0.044 with). Inlined for
  * prefetch_kv_part's reason. */
-static inline __attribute__((always_inline)) void prefetch_key_block_for_store(
-    const struct stage_job *j, int t)
+static inline __attribute__((always_inline)) void prefetch_next_key_block_for_store(
+    const struct stage_job *j, int t, int t1)
 {
     const struct kv_store *kv = j->kv;
-    if (!kv->key_block) return;
-    const uint8_t *blk = kv_block(kv, kv->k, j->il, j->b->block_tables[t], j->b->pos[t]);
+    const struct batch *b = j->b;
+    if (!kv->key_block || t + 1 >= t1 ||
+        (b->block_tables[t + 1] == b->block_tables[t] &&
+         b->pos[t + 1] / KV_BLOCK_SIZE == b->pos[t] / KV_BLOCK_SIZE))
+        return;
+    const uint8_t *blk = kv_block(kv, kv->k, j->il, b->block_tables[t + 1], b->pos[t + 1]);
     for (size_t o = 0; o < KV_BLOCK_SIZE * kv->row_bytes; o += 64)
         __builtin_prefetch(blk + o, 1, 3);
 }
@@ -543,9 +554,7 @@ static void stage_worker(void *ctx, int ith, int nth)
         switch (j->stage) {
         case ATTN_NORM: rmsnorm(xn, x, L->attn_norm, e, hp->rms_eps); break;
         case QKV_ROPE_STORE:
-            if (t + 1 < t1 && (j->b->block_tables[t + 1] != j->b->block_tables[t] ||
-                               j->b->pos[t + 1] / KV_BLOCK_SIZE != j->b->pos[t] / KV_BLOCK_SIZE))
-                prefetch_key_block_for_store(j, t + 1);
+            prefetch_next_key_block_for_store(j, t, t1);
             qkv_token(j, t);
             break;
         case ATTN_RESIDUAL_FFN_NORM:
