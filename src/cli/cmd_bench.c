@@ -145,11 +145,13 @@ static bool run_tg(kiln_context *ctx, float *logits, int32_t first, int n, int32
 
 int cmd_bench(struct cli_opts *o)
 {
-    /* -p and -n are the prompt and generation lengths here, as in llama-bench */
+    /* -p and -n are the prompt and generation lengths here, as in llama-bench, where 0 skips
+     * that test */
     int n_pp = o->prompt ? atoi(o->prompt) : 512, n_tg = o->n_predict;
     int reps = o->repetitions > 0 ? o->repetitions : 5;
-    if (n_pp < 1 || n_tg < 1) {
-        fprintf(stderr, "usage: kiln bench --model-path M [-p 512] [-n 128] [-t N] [-r 5] [--json]\n");
+    if (n_pp < 0 || n_tg < 0 || (n_pp == 0 && n_tg == 0)) {
+        fprintf(stderr, "usage: kiln bench --model-path M [-p 512] [-n 128] [-t N] [-r 5] [--json]\n"
+                        "  -p 0 or -n 0 skips that test\n");
         return 2;
     }
     kiln_model *m = cli_open_model(o);
@@ -157,7 +159,8 @@ int cmd_bench(struct cli_opts *o)
     int32_t n_vocab = kiln_model_n_vocab(m);
     kiln_context *ctx = NULL;
     struct kiln_err err = {{0}};
-    int32_t *tokens = malloc((size_t)n_pp * sizeof *tokens);
+    int n_tokens = n_pp > 0 ? n_pp : 1; /* the first also starts generation */
+    int32_t *tokens = malloc((size_t)n_tokens * sizeof *tokens);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     if (!tokens || !logits ||
         cli_context_new(m, o, n_pp > n_tg ? n_pp : n_tg, &ctx, &err) != KILN_OK) {
@@ -165,7 +168,7 @@ int cmd_bench(struct cli_opts *o)
         kiln_model_free(m);
         return 1;
     }
-    for (int i = 0; i < n_pp; i++) tokens[i] = (int32_t)((i * 7919 + 13) % n_vocab);
+    for (int i = 0; i < n_tokens; i++) tokens[i] = (int32_t)((i * 7919 + 13) % n_vocab);
     double pp[64], tg[64], bws[64], fractions[64], dummy;
     if (reps > 64) reps = 64;
     const struct gguf_file *g = kiln_model_internal(m)->gguf; /* the file the model mapped */
@@ -174,11 +177,14 @@ int cmd_bench(struct cli_opts *o)
     struct bw_meter bm;
     bool metered = bw_meter_init(&bm, threads);
     /* one warm-up of each (page faults, caches) */
-    bool ok = run_pp(ctx, tokens, n_pp < 32 ? n_pp : 32, &dummy) && run_tg(ctx, logits, tokens[0], 4, n_vocab, &dummy);
+    bool ok = (n_pp == 0 || run_pp(ctx, tokens, n_pp < 32 ? n_pp : 32, &dummy)) &&
+              (n_tg == 0 || run_tg(ctx, logits, tokens[0], 4, n_vocab, &dummy));
     for (int r = 0; ok && r < reps; r++) {
-        ok = run_pp(ctx, tokens, n_pp, &pp[r]) && run_tg(ctx, logits, tokens[0], n_tg, n_vocab, &tg[r]);
+        pp[r] = tg[r] = bws[r] = fractions[r] = 0;
+        ok = (n_pp == 0 || run_pp(ctx, tokens, n_pp, &pp[r])) &&
+             (n_tg == 0 || run_tg(ctx, logits, tokens[0], n_tg, n_vocab, &tg[r]));
         /* the bandwidth right after this run; the run's fraction of it */
-        bws[r] = metered ? bw_measure(&bm) : 0;
+        if (n_tg > 0 && metered) bws[r] = bw_measure(&bm);
         fractions[r] = bws[r] > 0 ? tg[r] * (double)per_token / bws[r] : 0;
     }
     if (metered) bw_meter_free(&bm);
@@ -194,21 +200,31 @@ int cmd_bench(struct cli_opts *o)
     mean_std(fractions, reps, &roofline, &unused);
     if (o->json) {
         printf("{\"model\": \"%s\", \"desc\": \"%s\", \"file_bytes\": %llu, \"threads\": %d, "
-               "\"repetitions\": %d, \"results\": [{\"test\": \"pp%d\", \"tokens_per_second\": %.3f, "
-               "\"stddev\": %.3f}, {\"test\": \"tg%d\", \"tokens_per_second\": %.3f, \"stddev\": %.3f}], "
-               "\"weight_bytes_per_token\": %llu, \"read_bandwidth_gbs\": %.3f, "
-               "\"tg_roofline_fraction\": %.4f}\n",
-               o->model_path, kiln_model_desc(m), (unsigned long long)file_bytes, threads, reps, n_pp,
-               pp_mean, pp_sd, n_tg, tg_mean, tg_sd, (unsigned long long)per_token, bw / 1e9, roofline);
+               "\"repetitions\": %d, \"results\": [",
+               o->model_path, kiln_model_desc(m), (unsigned long long)file_bytes, threads, reps);
+        if (n_pp > 0)
+            printf("{\"test\": \"pp%d\", \"tokens_per_second\": %.3f, \"stddev\": %.3f}%s", n_pp,
+                   pp_mean, pp_sd, n_tg > 0 ? ", " : "");
+        if (n_tg > 0)
+            printf("{\"test\": \"tg%d\", \"tokens_per_second\": %.3f, \"stddev\": %.3f}", n_tg,
+                   tg_mean, tg_sd);
+        printf("], \"weight_bytes_per_token\": %llu", (unsigned long long)per_token);
+        if (n_tg > 0) /* the roofline is generation's */
+            printf(", \"read_bandwidth_gbs\": %.3f, \"tg_roofline_fraction\": %.4f", bw / 1e9,
+                   roofline);
+        printf("}\n");
     } else {
         printf("| model | size | threads | test | t/s |\n|---|---|---|---|---|\n");
-        printf("| %s | %.2f MiB | %d | pp%d | %.2f ± %.2f |\n", kiln_model_desc(m),
-               (double)file_bytes / 1048576.0, threads, n_pp, pp_mean, pp_sd);
-        printf("| %s | %.2f MiB | %d | tg%d | %.2f ± %.2f |\n", kiln_model_desc(m),
-               (double)file_bytes / 1048576.0, threads, n_tg, tg_mean, tg_sd);
-        printf("\ngeneration reads %.1f MiB of weights per token; read bandwidth measured after "
-               "each run %.2f GB/s (mean); tg at %.0f%% of that roofline\n",
-               (double)per_token / 1048576.0, bw / 1e9, 100 * roofline);
+        if (n_pp > 0)
+            printf("| %s | %.2f MiB | %d | pp%d | %.2f ± %.2f |\n", kiln_model_desc(m),
+                   (double)file_bytes / 1048576.0, threads, n_pp, pp_mean, pp_sd);
+        if (n_tg > 0) {
+            printf("| %s | %.2f MiB | %d | tg%d | %.2f ± %.2f |\n", kiln_model_desc(m),
+                   (double)file_bytes / 1048576.0, threads, n_tg, tg_mean, tg_sd);
+            printf("\ngeneration reads %.1f MiB of weights per token; read bandwidth measured "
+                   "after each run %.2f GB/s (mean); tg at %.0f%% of that roofline\n",
+                   (double)per_token / 1048576.0, bw / 1e9, 100 * roofline);
+        }
     }
     free(tokens);
     free(logits);
