@@ -174,8 +174,9 @@ int cmd_bench(struct cli_opts *o)
     const struct gguf_file *g = kiln_model_internal(m)->gguf; /* the file the model mapped */
     uint64_t file_bytes = g->size, per_token = weight_bytes_per_token(g);
     int threads = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    struct bw_meter bm;
-    bool metered = bw_meter_init(&bm, threads);
+    struct bw_meter bm; /* the roofline is generation's: no meter (a buffer of 256 MiB or
+                         * more, written once) without it */
+    bool metered = n_tg > 0 && bw_meter_init(&bm, threads);
     /* one warm-up of each (page faults, caches) */
     bool ok = (n_pp == 0 || run_pp(ctx, tokens, n_pp < 32 ? n_pp : 32, &dummy)) &&
               (n_tg == 0 || run_tg(ctx, logits, tokens[0], 4, n_vocab, &dummy));
@@ -184,7 +185,7 @@ int cmd_bench(struct cli_opts *o)
         ok = (n_pp == 0 || run_pp(ctx, tokens, n_pp, &pp[r])) &&
              (n_tg == 0 || run_tg(ctx, logits, tokens[0], n_tg, n_vocab, &tg[r]));
         /* the bandwidth right after this run; the run's fraction of it */
-        if (n_tg > 0 && metered) bws[r] = bw_measure(&bm);
+        if (metered) bws[r] = bw_measure(&bm);
         fractions[r] = bws[r] > 0 ? tg[r] * (double)per_token / bws[r] : 0;
     }
     if (metered) bw_meter_free(&bm);
