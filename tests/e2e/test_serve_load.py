@@ -30,6 +30,7 @@ def test_raw_and_typed_chunks_count_the_same_tokens(server):
 
 
 def test_rounds_interleave_the_levels_and_report_the_median_round(server):
+    # this --concurrency comes after run_serve_load's own and replaces it (argparse's last wins)
     out = run_serve_load(server, "--raw-chunks", "--rounds", "3", "--concurrency", "1", "2")
     assert out["rounds"] == 3
     assert [level["concurrency"] for level in out["levels"]] == [1, 2]
